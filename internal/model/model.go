@@ -1,0 +1,288 @@
+// Package model is skein's one canonical description of a mesh: services, workloads,
+// endpoints, routes and destination policies. Every config source (Istio, Kubernetes,
+// the skein Workload kind, later Gateway API, SMI, Linkerd) is translated into this
+// model, and the xDS translator reads only this model. It imports no proto and no
+// Kubernetes package on purpose, so adapters and translators can evolve independently.
+package model
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// DefaultDomainSuffix is the cluster domain used to build fully qualified service names.
+const DefaultDomainSuffix = "svc.cluster.local"
+
+// Protocol is the application protocol of a port, chosen as Istio does from the port
+// name prefix or appProtocol.
+type Protocol string
+
+const (
+	ProtocolHTTP    Protocol = "HTTP"
+	ProtocolHTTP2   Protocol = "HTTP2"
+	ProtocolGRPC    Protocol = "GRPC"
+	ProtocolTCP     Protocol = "TCP"
+	ProtocolUnknown Protocol = "" // not declared: sniffed later (capture issue), TCP for now
+)
+
+// IsHTTP reports whether traffic on the port is parsed as HTTP (any version).
+func (p Protocol) IsHTTP() bool {
+	return p == ProtocolHTTP || p == ProtocolHTTP2 || p == ProtocolGRPC
+}
+
+// IsHTTP2 reports whether the upstream connection must speak HTTP/2 (h2c in the clear).
+func (p Protocol) IsHTTP2() bool { return p == ProtocolHTTP2 || p == ProtocolGRPC }
+
+// Source says where an object came from, so errors and tools can point at it.
+type Source struct {
+	File string `json:"file,omitempty"`
+	Line int    `json:"line,omitempty"`
+}
+
+func (s Source) String() string {
+	if s.File == "" {
+		return "<unknown>"
+	}
+	return fmt.Sprintf("%s:%d", s.File, s.Line)
+}
+
+// NamespacedName identifies an object.
+type NamespacedName struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+func (n NamespacedName) String() string { return n.Name + "." + n.Namespace }
+
+// Mesh is an immutable snapshot of the whole configuration. Producers build a new Mesh
+// for every change; consumers never mutate one they were given.
+type Mesh struct {
+	// Generation increases with every accepted configuration.
+	Generation int64
+	// DomainSuffix is the cluster domain; DefaultDomainSuffix when empty.
+	DomainSuffix string
+
+	Services         []*Service
+	Workloads        []*Workload
+	VirtualServices  []*VirtualService
+	DestinationRules []*DestinationRule
+
+	// Endpoints come from the registry (the local runtime, later Kubernetes), not from
+	// config files; the control plane joins them with the config into one Mesh.
+	Endpoints []Endpoint
+}
+
+// Suffix returns the cluster domain suffix in effect.
+func (m *Mesh) Suffix() string {
+	if m.DomainSuffix == "" {
+		return DefaultDomainSuffix
+	}
+	return m.DomainSuffix
+}
+
+// Service is a Kubernetes-style Service: a name, ports and a label selector.
+type Service struct {
+	NamespacedName
+	Labels   map[string]string `json:"labels,omitempty"`
+	Selector map[string]string `json:"selector,omitempty"`
+	Ports    []ServicePort     `json:"ports"`
+	Source   Source            `json:"source"`
+}
+
+// Hostname is the service's fully qualified name, e.g. catalog.default.svc.cluster.local.
+func (s *Service) Hostname(suffix string) string {
+	return s.Name + "." + s.Namespace + "." + suffix
+}
+
+// Port returns the service port with the given number.
+func (s *Service) Port(number int) (ServicePort, bool) {
+	for _, p := range s.Ports {
+		if p.Port == number {
+			return p, true
+		}
+	}
+	return ServicePort{}, false
+}
+
+// ServicePort is one port of a service. TargetPort is a number, or TargetPortName names
+// a container port of the selected workloads; both empty means TargetPort = Port.
+type ServicePort struct {
+	Name           string   `json:"name,omitempty"`
+	Port           int      `json:"port"`
+	TargetPort     int      `json:"targetPort,omitempty"`
+	TargetPortName string   `json:"targetPortName,omitempty"`
+	Protocol       Protocol `json:"protocol"`
+}
+
+// Workload is the skein Workload kind: a process run by `skein up` (or, later, a pod).
+type Workload struct {
+	NamespacedName
+	Labels         map[string]string `json:"labels,omitempty"`
+	ServiceAccount string            `json:"serviceAccount"`
+	Replicas       int               `json:"replicas"`
+	Command        []string          `json:"command,omitempty"`
+	Env            []EnvVar          `json:"env,omitempty"`
+	Ports          []ContainerPort   `json:"ports,omitempty"`
+	Source         Source            `json:"source"`
+}
+
+// EnvVar is one environment variable of a workload.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// ContainerPort is a port the workload's process listens on.
+type ContainerPort struct {
+	Name          string   `json:"name,omitempty"`
+	ContainerPort int      `json:"containerPort"`
+	Protocol      string   `json:"protocol,omitempty"` // TCP (UDP is not meshed)
+	AppProtocol   Protocol `json:"appProtocol,omitempty"`
+}
+
+// Selects reports whether a label selector matches the labels. An empty selector
+// selects nothing, as a Kubernetes Service selector does.
+func Selects(selector, labels map[string]string) bool {
+	if len(selector) == 0 {
+		return false
+	}
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Endpoint is one reachable instance of a workload port: where mesh traffic is sent
+// (the sidecar's inbound address for that port) and what it carries.
+type Endpoint struct {
+	Workload NamespacedName    `json:"workload"`
+	Replica  int               `json:"replica"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Address  string            `json:"address"`
+	Port     int               `json:"port"`
+	// TargetPort is the container port the sidecar forwards to.
+	TargetPort int `json:"targetPort"`
+	// Healthy is false while the replica's process is not running.
+	Healthy bool `json:"healthy"`
+}
+
+// VirtualService carries Istio VirtualService semantics for the hosts it names.
+type VirtualService struct {
+	NamespacedName
+	// Hosts as written, and resolved to service hostnames (FQDN) by the adapter.
+	Hosts    []string    `json:"hosts"`
+	Gateways []string    `json:"gateways,omitempty"`
+	HTTP     []HTTPRoute `json:"http,omitempty"`
+	TCP      []TCPRoute  `json:"tcp,omitempty"`
+	Source   Source      `json:"source"`
+}
+
+// HTTPRoute is one rule of a VirtualService: the first rule whose any match applies wins.
+type HTTPRoute struct {
+	Name         string             `json:"name,omitempty"`
+	Matches      []HTTPMatch        `json:"matches,omitempty"` // empty: matches everything
+	Destinations []RouteDestination `json:"destinations"`
+	Timeout      time.Duration      `json:"timeout,omitempty"`
+}
+
+// HTTPMatch is the conjunction of its set conditions.
+type HTTPMatch struct {
+	Name    string                 `json:"name,omitempty"`
+	URI     *StringMatch           `json:"uri,omitempty"`
+	Headers map[string]StringMatch `json:"headers,omitempty"`
+	// Port restricts the match to one service port; 0 means any.
+	Port int `json:"port,omitempty"`
+}
+
+// MatchKind says how a StringMatch compares.
+type MatchKind string
+
+const (
+	MatchExact  MatchKind = "exact"
+	MatchPrefix MatchKind = "prefix"
+	MatchRegex  MatchKind = "regex" // RE2, full match as Envoy's safe_regex
+)
+
+// StringMatch is an exact, prefix or regex comparison.
+type StringMatch struct {
+	Kind  MatchKind `json:"kind"`
+	Value string    `json:"value"`
+}
+
+// RouteDestination sends a share of a route's traffic to a service (and subset).
+type RouteDestination struct {
+	Host   string `json:"host"` // service FQDN
+	Subset string `json:"subset,omitempty"`
+	Port   int    `json:"port,omitempty"` // 0: the only/matching service port
+	Weight int    `json:"weight"`         // 0..100; a single destination has 100
+}
+
+// TCPRoute forwards connections, optionally restricted to a port.
+type TCPRoute struct {
+	Port         int                `json:"port,omitempty"`
+	Destinations []RouteDestination `json:"destinations"`
+}
+
+// LoadBalancer names a simple load-balancing algorithm.
+type LoadBalancer string
+
+const (
+	LBDefault      LoadBalancer = ""
+	LBRoundRobin   LoadBalancer = "ROUND_ROBIN"
+	LBLeastRequest LoadBalancer = "LEAST_REQUEST"
+)
+
+// TrafficPolicy is the subset of DestinationRule trafficPolicy skein honours so far.
+type TrafficPolicy struct {
+	LoadBalancer LoadBalancer `json:"loadBalancer,omitempty"`
+}
+
+// DestinationRule defines subsets and policies for one host.
+type DestinationRule struct {
+	NamespacedName
+	Host          string         `json:"host"` // service FQDN
+	TrafficPolicy *TrafficPolicy `json:"trafficPolicy,omitempty"`
+	Subsets       []Subset       `json:"subsets,omitempty"`
+	Source        Source         `json:"source"`
+}
+
+// Subset is a named group of a service's endpoints, chosen by labels.
+type Subset struct {
+	Name          string            `json:"name"`
+	Labels        map[string]string `json:"labels"`
+	TrafficPolicy *TrafficPolicy    `json:"trafficPolicy,omitempty"`
+}
+
+// ServiceByHost finds a service by its fully qualified hostname.
+func (m *Mesh) ServiceByHost(host string) *Service {
+	for _, s := range m.Services {
+		if s.Hostname(m.Suffix()) == host {
+			return s
+		}
+	}
+	return nil
+}
+
+// DestinationRuleFor returns the DestinationRule for a host, if any. When several exist,
+// the oldest by source order wins, as Istio takes the oldest.
+func (m *Mesh) DestinationRuleFor(host string) *DestinationRule {
+	for _, dr := range m.DestinationRules {
+		if dr.Host == host {
+			return dr
+		}
+	}
+	return nil
+}
+
+// SortedKeys returns a map's keys in order, for deterministic output.
+func SortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
