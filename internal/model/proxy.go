@@ -41,6 +41,11 @@ type Proxy struct {
 	// InboundPorts maps a container port to the local port of its inbound listener
 	// (CaptureNone): peers' sidecars connect there, the proxy forwards to IP:containerPort.
 	InboundPorts map[int]int `json:"inboundPorts,omitempty"`
+	// AppPorts maps a container port to the local port where the app really listens
+	// (CaptureNone: every replica gets its own, passed to the app as $PORT). The inbound
+	// cluster for a container port targets IP:AppPorts[containerPort]; absent means the
+	// container port itself.
+	AppPorts map[int]int `json:"appPorts,omitempty"`
 	// OutboundHTTPPort is the explicit HTTP proxy port the app uses via HTTP_PROXY.
 	OutboundHTTPPort int `json:"outboundHTTPPort,omitempty"`
 	// UpstreamPorts maps "<service FQDN>:<service port>" to a local port whose listener
