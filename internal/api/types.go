@@ -13,7 +13,7 @@ type Status struct {
 	ConfigDir string `json:"configDir"`
 	// ConfigErrors lists the problems of the newest rejected edit ("file:line:col: ...");
 	// empty when the newest files were accepted. The previous config keeps serving.
-	ConfigErrors []string  `json:"configErrors,omitempty"`
+	ConfigErrors  []string  `json:"configErrors,omitempty"`
 	ConfigErrorAt time.Time `json:"configErrorAt,omitzero"`
 	// ControlPlaneError is a translation or consistency error of the newest push.
 	ControlPlaneError string     `json:"controlPlaneError,omitempty"`
