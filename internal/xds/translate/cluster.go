@@ -1,0 +1,154 @@
+package translate
+
+import (
+	"sort"
+	"time"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"skein.dev/skein/internal/model"
+)
+
+// ConnectTimeout is every cluster's connect_timeout (Istio's default).
+const ConnectTimeout = 10 * time.Second
+
+// httpProtocolOptionsKey is the typed_extension_protocol_options key Envoy reads.
+const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// clusters returns one EDS cluster per service port and per DestinationRule subset, and
+// for a sidecar one STATIC inbound cluster per container port it serves.
+func (b *builder) clusters() []types.Resource {
+	var out []*cluster.Cluster
+	for _, sp := range b.ports {
+		dr := b.mesh.DestinationRuleFor(sp.host)
+		out = append(out, b.outboundCluster(sp, "", loadBalancer(dr, nil)))
+		if dr == nil {
+			continue
+		}
+		for i := range dr.Subsets {
+			ss := &dr.Subsets[i]
+			out = append(out, b.outboundCluster(sp, ss.Name, loadBalancer(dr, ss)))
+		}
+	}
+	for _, cp := range b.inboundPorts() {
+		out = append(out, b.inboundCluster(cp))
+	}
+	return sortByName(out)
+}
+
+func (b *builder) outboundCluster(sp servicePort, subset string, lb cluster.Cluster_LbPolicy) *cluster.Cluster {
+	return &cluster.Cluster{
+		Name:                 OutboundClusterName(sp.port.Port, subset, sp.host),
+		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
+		EdsClusterConfig:     &cluster.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()},
+		ConnectTimeout:       durationpb.New(ConnectTimeout),
+		LbPolicy:             lb,
+		TypedExtensionProtocolOptions: b.protocolOptions(sp.port.Protocol),
+	}
+}
+
+// inboundCluster sends to the app on the proxy's IP and the container port.
+func (b *builder) inboundCluster(containerPort int) *cluster.Cluster {
+	name := InboundClusterName(containerPort)
+	return &cluster.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(ConnectTimeout),
+		LoadAssignment: &endpoint.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints: []*endpoint.LocalityLbEndpoints{{
+				LbEndpoints: []*endpoint.LbEndpoint{lbEndpoint(b.proxy.IP, containerPort, nil)},
+			}},
+		},
+		TypedExtensionProtocolOptions: b.protocolOptions(b.inboundProtocol(containerPort)),
+	}
+}
+
+// protocolOptions pins the upstream HTTP version: HTTP/2 (h2c) for HTTP2 and gRPC
+// ports, HTTP/1.1 for HTTP ports, nothing for TCP.
+func (b *builder) protocolOptions(p model.Protocol) map[string]*anypb.Any {
+	if !p.IsHTTP() {
+		return nil
+	}
+	explicit := &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
+		ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{
+			HttpProtocolOptions: &core.Http1ProtocolOptions{},
+		},
+	}
+	if p.IsHTTP2() {
+		explicit.ProtocolConfig = &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+			Http2ProtocolOptions: &core.Http2ProtocolOptions{},
+		}
+	}
+	opts := &upstreamhttp.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: explicit},
+	}
+	return map[string]*anypb.Any{httpProtocolOptionsKey: b.toAny(opts)}
+}
+
+// loadBalancer picks the subset's policy, else the rule's, else round robin.
+func loadBalancer(dr *model.DestinationRule, subset *model.Subset) cluster.Cluster_LbPolicy {
+	lb := model.LBDefault
+	if dr != nil && dr.TrafficPolicy != nil {
+		lb = dr.TrafficPolicy.LoadBalancer
+	}
+	if subset != nil && subset.TrafficPolicy != nil && subset.TrafficPolicy.LoadBalancer != model.LBDefault {
+		lb = subset.TrafficPolicy.LoadBalancer
+	}
+	if lb == model.LBLeastRequest {
+		return cluster.Cluster_LEAST_REQUEST
+	}
+	return cluster.Cluster_ROUND_ROBIN
+}
+
+func adsConfigSource() *core.ConfigSource {
+	return &core.ConfigSource{
+		ConfigSourceSpecifier: &core.ConfigSource_Ads{Ads: &core.AggregatedConfigSource{}},
+		ResourceApiVersion:    core.ApiVersion_V3,
+	}
+}
+
+// inboundPorts lists the container ports a sidecar has inbound listeners for.
+func (b *builder) inboundPorts() []int {
+	if b.proxy == nil {
+		return nil
+	}
+	ports := make([]int, 0, len(b.proxy.InboundPorts))
+	for cp := range b.proxy.InboundPorts {
+		ports = append(ports, cp)
+	}
+	sort.Ints(ports)
+	return ports
+}
+
+// inboundProtocol is the protocol of one of the proxy's container ports: the container
+// port's appProtocol, else the protocol of a service port of the proxy's namespace that
+// selects the proxy and targets that container port, else TCP.
+func (b *builder) inboundProtocol(containerPort int) model.Protocol {
+	labels := b.proxy.Labels
+	if w := b.workloads[b.proxy.Workload]; w != nil {
+		for _, cp := range w.Ports {
+			if cp.ContainerPort == containerPort && cp.AppProtocol != model.ProtocolUnknown {
+				return cp.AppProtocol
+			}
+		}
+		if len(labels) == 0 {
+			labels = w.Labels
+		}
+	}
+	for _, sp := range b.ports {
+		if sp.svc.Namespace != b.proxy.Workload.Namespace || !model.Selects(sp.svc.Selector, labels) {
+			continue
+		}
+		if tp, ok := b.targetPort(sp.port, b.proxy.Workload); ok && tp == containerPort && sp.port.Protocol != model.ProtocolUnknown {
+			return sp.port.Protocol
+		}
+	}
+	return model.ProtocolTCP
+}

@@ -1,0 +1,103 @@
+package translate
+
+import (
+	"sort"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+
+	"skein.dev/skein/internal/model"
+)
+
+// endpoints returns one ClusterLoadAssignment per outbound cluster (every service port
+// and DestinationRule subset), named like the cluster. A cluster without endpoints still
+// gets an (empty) assignment, so clients waiting for it are answered. Unhealthy
+// endpoints are kept, marked UNHEALTHY, so tools can show them.
+func (b *builder) endpoints() []types.Resource {
+	var out []*endpoint.ClusterLoadAssignment
+	for _, sp := range b.ports {
+		out = append(out, b.loadAssignment(OutboundClusterName(sp.port.Port, "", sp.host), sp, nil))
+		dr := b.mesh.DestinationRuleFor(sp.host)
+		if dr == nil {
+			continue
+		}
+		for _, ss := range dr.Subsets {
+			out = append(out, b.loadAssignment(OutboundClusterName(sp.port.Port, ss.Name, sp.host), sp, ss.Labels))
+		}
+	}
+	return sortByName(out)
+}
+
+// loadAssignment selects the endpoints of a service port (and subset): same namespace,
+// selected by the service selector and the subset labels, and carrying the port's target
+// port for that endpoint's workload.
+func (b *builder) loadAssignment(name string, sp servicePort, subsetLabels map[string]string) *endpoint.ClusterLoadAssignment {
+	var eps []model.Endpoint
+	for _, e := range b.mesh.Endpoints {
+		if e.Workload.Namespace != sp.svc.Namespace || !model.Selects(sp.svc.Selector, e.Labels) || !hasLabels(e.Labels, subsetLabels) {
+			continue
+		}
+		if tp, ok := b.targetPort(sp.port, e.Workload); !ok || tp != e.TargetPort {
+			continue
+		}
+		eps = append(eps, e)
+	}
+	sort.Slice(eps, func(i, j int) bool {
+		a, c := eps[i], eps[j]
+		if a.Address != c.Address {
+			return a.Address < c.Address
+		}
+		if a.Port != c.Port {
+			return a.Port < c.Port
+		}
+		if a.Workload != c.Workload {
+			return a.Workload.String() < c.Workload.String()
+		}
+		return a.Replica < c.Replica
+	})
+	cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
+	if len(eps) == 0 {
+		return cla
+	}
+	group := &endpoint.LocalityLbEndpoints{}
+	for _, e := range eps {
+		health := core.HealthStatus_HEALTHY
+		if !e.Healthy {
+			health = core.HealthStatus_UNHEALTHY
+		}
+		group.LbEndpoints = append(group.LbEndpoints, lbEndpoint(e.Address, e.Port, &health))
+	}
+	cla.Endpoints = []*endpoint.LocalityLbEndpoints{group}
+	return cla
+}
+
+// hasLabels reports whether labels contain every want label; an empty want matches all
+// (unlike a Service selector).
+func hasLabels(labels, want map[string]string) bool {
+	for k, v := range want {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func lbEndpoint(address string, port int, health *core.HealthStatus) *endpoint.LbEndpoint {
+	ep := &endpoint.LbEndpoint{
+		HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{
+			Address: socketAddress(address, port),
+		}},
+	}
+	if health != nil {
+		ep.HealthStatus = *health
+	}
+	return ep
+}
+
+func socketAddress(address string, port int) *core.Address {
+	return &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
+		Address:       address,
+		PortSpecifier: &core.SocketAddress_PortValue{PortValue: uint32(port)},
+	}}}
+}
