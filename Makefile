@@ -1,0 +1,26 @@
+GO ?= go
+BIN := bin/skein
+
+.PHONY: build test test-short bench bench-quick lint demo
+
+build:
+	$(GO) build -o $(BIN) ./cmd/skein
+
+# The test command of README.md and CI: every package with the race detector.
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+test-short:
+	$(GO) test -count=1 -short ./...
+
+demo: build
+	./$(BIN) up
+
+# Benchmarks: Go microbenchmarks and the fortio harness (docs/BENCHMARKS.md).
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/proxy/...
+	./bench/run.sh
+
+bench-quick: build
+	QUICK=1 ./bench/run.sh
