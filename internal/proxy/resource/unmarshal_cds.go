@@ -1,0 +1,97 @@
+package resource
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// defaultConnectTimeout is Envoy's default for Cluster.connect_timeout.
+const defaultConnectTimeout = 5 * time.Second
+
+// Cluster validates and unmarshals one CDS resource.
+func (d *Decoder) Cluster(a *anypb.Any) (Decoded[*Cluster], error) {
+	pb := &clusterv3.Cluster{}
+	if err := decode(a, ClusterType, pb); err != nil {
+		return Decoded[*Cluster]{}, &UnmarshalError{Type: "Cluster", Err: err}
+	}
+	c, err := d.cluster(pb)
+	if err != nil {
+		return Decoded[*Cluster]{}, &UnmarshalError{Type: "Cluster", Name: pb.GetName(), Err: err}
+	}
+	return Decoded[*Cluster]{Name: c.Name, Resource: c, Proto: pb}, nil
+}
+
+func (d *Decoder) cluster(pb *clusterv3.Cluster) (*Cluster, error) {
+	if err := d.allow.Message(pb); err != nil {
+		return nil, err
+	}
+	if pb.GetName() == "" {
+		return nil, fmt.Errorf("name: %w", errMissing)
+	}
+	c := &Cluster{Name: pb.GetName(), ConnectTimeout: defaultConnectTimeout}
+	switch pb.GetType() {
+	case clusterv3.Cluster_EDS:
+		c.Kind = ClusterEDS
+		if err := checkADS(pb.GetEdsClusterConfig().GetEdsConfig(), "eds_cluster_config.eds_config"); err != nil {
+			return nil, err
+		}
+		if pb.GetLoadAssignment() != nil {
+			return nil, errors.New("load_assignment is only supported for STATIC clusters")
+		}
+	case clusterv3.Cluster_STATIC:
+		c.Kind = ClusterStatic
+		if pb.GetEdsClusterConfig() != nil {
+			return nil, errors.New("eds_cluster_config is only supported for EDS clusters")
+		}
+		if pb.GetLoadAssignment() == nil {
+			return nil, fmt.Errorf("load_assignment: %w", errMissing)
+		}
+		eps, err := endpoints(pb.GetLoadAssignment())
+		if err != nil {
+			return nil, fmt.Errorf("load_assignment: %w", err)
+		}
+		c.Static = eps
+	default:
+		return nil, fmt.Errorf("type %v unsupported", pb.GetType())
+	}
+	switch pb.GetLbPolicy() {
+	case clusterv3.Cluster_ROUND_ROBIN:
+		c.LB = LBRoundRobin
+	case clusterv3.Cluster_LEAST_REQUEST:
+		c.LB = LBLeastRequest
+	default:
+		return nil, fmt.Errorf("lb_policy %v unsupported", pb.GetLbPolicy())
+	}
+	if t := pb.GetConnectTimeout(); t != nil {
+		if err := t.CheckValid(); err != nil || t.AsDuration() <= 0 {
+			return nil, fmt.Errorf("connect_timeout must be positive, got %v", t)
+		}
+		c.ConnectTimeout = t.AsDuration()
+	}
+	for key, opts := range pb.GetTypedExtensionProtocolOptions() {
+		if key != httpProtocolOptionsKey {
+			return nil, fmt.Errorf("typed_extension_protocol_options[%q] unsupported", key)
+		}
+		hpo := &httpv3.HttpProtocolOptions{}
+		if err := opts.UnmarshalTo(hpo); err != nil {
+			return nil, fmt.Errorf("typed_extension_protocol_options[%q]: %w", key, err)
+		}
+		explicit := hpo.GetExplicitHttpConfig()
+		switch {
+		case explicit.GetHttp2ProtocolOptions() != nil:
+			c.HTTP2 = true
+		case explicit.GetHttpProtocolOptions() != nil:
+			c.HTTP2 = false
+		default:
+			return nil, fmt.Errorf("typed_extension_protocol_options[%q].explicit_http_config: %w", key, errMissing)
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,55 @@
+package resource
+
+import (
+	"fmt"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Endpoints validates and unmarshals one EDS resource.
+func (d *Decoder) Endpoints(a *anypb.Any) (Decoded[*Endpoints], error) {
+	pb := &endpointv3.ClusterLoadAssignment{}
+	if err := decode(a, EndpointType, pb); err != nil {
+		return Decoded[*Endpoints]{}, &UnmarshalError{Type: "ClusterLoadAssignment", Err: err}
+	}
+	if err := d.allow.Message(pb); err != nil {
+		return Decoded[*Endpoints]{}, &UnmarshalError{Type: "ClusterLoadAssignment", Name: pb.GetClusterName(), Err: err}
+	}
+	if pb.GetClusterName() == "" {
+		return Decoded[*Endpoints]{}, &UnmarshalError{Type: "ClusterLoadAssignment", Err: fmt.Errorf("cluster_name: %w", errMissing)}
+	}
+	eps, err := endpoints(pb)
+	if err != nil {
+		return Decoded[*Endpoints]{}, &UnmarshalError{Type: "ClusterLoadAssignment", Name: pb.GetClusterName(), Err: err}
+	}
+	return Decoded[*Endpoints]{Name: eps.ClusterName, Resource: eps, Proto: pb}, nil
+}
+
+func endpoints(pb *endpointv3.ClusterLoadAssignment) (*Endpoints, error) {
+	eps := &Endpoints{ClusterName: pb.GetClusterName()}
+	for i, loc := range pb.GetEndpoints() {
+		for j, lbe := range loc.GetLbEndpoints() {
+			addr, err := socketAddress(lbe.GetEndpoint().GetAddress())
+			if err != nil {
+				return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d].endpoint: %w", i, j, err)
+			}
+			weight := uint32(1)
+			if w := lbe.GetLoadBalancingWeight(); w != nil {
+				if w.GetValue() == 0 {
+					return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d].load_balancing_weight must be positive", i, j)
+				}
+				weight = w.GetValue()
+			}
+			hs := lbe.GetHealthStatus()
+			eps.Endpoints = append(eps.Endpoints, Endpoint{
+				Address: addr,
+				// Envoy routes to UNKNOWN as well as HEALTHY hosts.
+				Healthy: hs == corev3.HealthStatus_UNKNOWN || hs == corev3.HealthStatus_HEALTHY,
+				Weight:  weight,
+			})
+		}
+	}
+	return eps, nil
+}
