@@ -44,11 +44,11 @@ func (b *builder) clusters() []types.Resource {
 
 func (b *builder) outboundCluster(sp servicePort, subset string, lb cluster.Cluster_LbPolicy) *cluster.Cluster {
 	return &cluster.Cluster{
-		Name:                 OutboundClusterName(sp.port.Port, subset, sp.host),
-		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
-		EdsClusterConfig:     &cluster.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()},
-		ConnectTimeout:       durationpb.New(ConnectTimeout),
-		LbPolicy:             lb,
+		Name:                          OutboundClusterName(sp.port.Port, subset, sp.host),
+		ClusterDiscoveryType:          &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
+		EdsClusterConfig:              &cluster.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()},
+		ConnectTimeout:                durationpb.New(ConnectTimeout),
+		LbPolicy:                      lb,
 		TypedExtensionProtocolOptions: b.protocolOptions(sp.port.Protocol),
 	}
 }
