@@ -1,0 +1,108 @@
+package istio
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"skein.dev/skein/internal/config/strict"
+	"skein.dev/skein/internal/model"
+)
+
+// Catalog is what references are checked against: every Service and DestinationRule
+// of the load.
+type Catalog struct {
+	Suffix string
+	// Services by FQDN.
+	Services map[string]*model.Service
+	// Subsets by host: the subset names of the host's DestinationRule.
+	Subsets map[string][]string
+	// UncheckedServices and UncheckedSubsets are hosts of Services and DestinationRules
+	// that failed to load: references to them are not reported again, since their own
+	// errors already are.
+	UncheckedServices, UncheckedSubsets map[string]bool
+}
+
+// VirtualServiceReferences checks that hosts, destinations, subsets and ports of a
+// VirtualService in namespace ns exist.
+func VirtualServiceReferences(ns string, spec *networking.VirtualService, cat *Catalog) []strict.Issue {
+	var is issues
+	for i, h := range spec.GetHosts() {
+		if h != "" && h[0] != '*' {
+			cat.service(ResolveHost(h, ns, cat.Suffix), strict.Index("spec.hosts", i), &is)
+		}
+	}
+	for i, r := range spec.GetHttp() {
+		for j, d := range r.GetRoute() {
+			path := strict.Index(strict.Field(strict.Index("spec.http", i), "route"), j)
+			cat.destination(d.GetDestination(), ns, strict.Field(path, "destination"), &is)
+		}
+	}
+	for i, r := range spec.GetTcp() {
+		for j, d := range r.GetRoute() {
+			path := strict.Index(strict.Field(strict.Index("spec.tcp", i), "route"), j)
+			cat.destination(d.GetDestination(), ns, strict.Field(path, "destination"), &is)
+		}
+	}
+	return is
+}
+
+// DestinationRuleReferences checks that a DestinationRule's host is a Service.
+func DestinationRuleReferences(ns string, spec *networking.DestinationRule, cat *Catalog) []strict.Issue {
+	var is issues
+	if h := spec.GetHost(); h != "" && h[0] != '*' {
+		cat.service(ResolveHost(h, ns, cat.Suffix), "spec.host", &is)
+	}
+	return is
+}
+
+func (c *Catalog) service(host, path string, is *issues) *model.Service {
+	if s := c.Services[host]; s != nil {
+		return s
+	}
+	switch {
+	case c.UncheckedServices[host]:
+	case !inCluster(host, c.Suffix):
+		is.add(path, "host %q is outside the mesh: external hosts (ServiceEntry) are not supported yet by skein", host)
+	default:
+		is.add(path, "host %q is not a known Service", host)
+	}
+	return nil
+}
+
+func (c *Catalog) destination(d *networking.Destination, ns, path string, is *issues) {
+	if d.GetHost() == "" {
+		return // reported by the translation
+	}
+	host := ResolveHost(d.GetHost(), ns, c.Suffix)
+	svc := c.service(host, strict.Field(path, "host"), is)
+	if svc == nil {
+		return
+	}
+	if p := d.GetPort().GetNumber(); p != 0 {
+		if _, ok := svc.Port(int(p)); !ok {
+			is.add(strict.Field(path, "port.number"), "port %d is not a port of Service %s/%s (ports: %s)", p, svc.Namespace, svc.Name, portList(svc))
+		}
+	}
+	if sub := d.GetSubset(); sub != "" && !c.UncheckedSubsets[host] {
+		subsets, ok := c.Subsets[host]
+		switch {
+		case !ok:
+			is.add(strict.Field(path, "subset"), "subset %q: no DestinationRule defines subsets for host %q", sub, host)
+		case len(subsets) == 0:
+			is.add(strict.Field(path, "subset"), "subset %q: the DestinationRule for host %q defines no subsets", sub, host)
+		case !slices.Contains(subsets, sub):
+			is.add(strict.Field(path, "subset"), "subset %q is not defined in the DestinationRule for host %q (defined: %s)", sub, host, strings.Join(subsets, ", "))
+		}
+	}
+}
+
+func portList(s *model.Service) string {
+	ports := make([]string, len(s.Ports))
+	for i, p := range s.Ports {
+		ports[i] = fmt.Sprint(p.Port)
+	}
+	return strings.Join(ports, ", ")
+}
