@@ -31,7 +31,7 @@ func VirtualServiceReferences(ns string, spec *networking.VirtualService, cat *C
 	var is issues
 	for i, h := range spec.GetHosts() {
 		if h != "" && h[0] != '*' {
-			cat.service(ResolveHost(h, ns, cat.Suffix), strict.Index("spec.hosts", i), &is)
+			cat.service(h, ResolveHost(h, ns, cat.Suffix), strict.Index("spec.hosts", i), &is)
 		}
 	}
 	for i, r := range spec.GetHttp() {
@@ -53,19 +53,22 @@ func VirtualServiceReferences(ns string, spec *networking.VirtualService, cat *C
 func DestinationRuleReferences(ns string, spec *networking.DestinationRule, cat *Catalog) []strict.Issue {
 	var is issues
 	if h := spec.GetHost(); h != "" && h[0] != '*' {
-		cat.service(ResolveHost(h, ns, cat.Suffix), "spec.host", &is)
+		cat.service(h, ResolveHost(h, ns, cat.Suffix), "spec.host", &is)
 	}
 	return is
 }
 
-func (c *Catalog) service(host, path string, is *issues) *model.Service {
+// service finds the Service of a resolved host; written is the host as the user wrote it.
+func (c *Catalog) service(written, host, path string, is *issues) *model.Service {
 	if s := c.Services[host]; s != nil {
 		return s
 	}
 	switch {
 	case c.UncheckedServices[host]:
 	case !inCluster(host, c.Suffix):
-		is.add(path, "host %q is outside the mesh: external hosts (ServiceEntry) are not supported yet by skein", host)
+		is.add(path, "host %q is outside the mesh: external hosts (ServiceEntry) are not supported yet by skein", written)
+	case written != host:
+		is.add(path, "host %q (%s) is not a known Service", written, host)
 	default:
 		is.add(path, "host %q is not a known Service", host)
 	}
@@ -77,7 +80,7 @@ func (c *Catalog) destination(d *networking.Destination, ns, path string, is *is
 		return // reported by the translation
 	}
 	host := ResolveHost(d.GetHost(), ns, c.Suffix)
-	svc := c.service(host, strict.Field(path, "host"), is)
+	svc := c.service(d.GetHost(), host, strict.Field(path, "host"), is)
 	if svc == nil {
 		return
 	}
