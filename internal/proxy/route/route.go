@@ -1,0 +1,247 @@
+// Package route compiles route configurations into immutable lookup tables: virtual host
+// by domain (Envoy's order: exact, longest suffix wildcard, longest prefix wildcard, "*"),
+// then the first route whose path and header matchers hold, then a weighted cluster.
+package route
+
+import (
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"skein.dev/skein/internal/proxy/resource"
+)
+
+// Table is a compiled RouteConfiguration. It is immutable and safe for concurrent use.
+type Table struct {
+	Name   string
+	exact  map[string]*VirtualHost
+	suffix []wildcard // "*.foo.com": longest suffix first
+	prefix []wildcard // "foo.*": longest prefix first
+	any    *VirtualHost
+}
+
+type wildcard struct {
+	part string
+	vh   *VirtualHost
+}
+
+// VirtualHost is a compiled virtual host.
+type VirtualHost struct {
+	Name   string
+	Routes []*Route
+}
+
+// Route is a compiled route.
+type Route struct {
+	Name     string
+	match    resource.RouteMatch
+	Clusters []resource.WeightedCluster
+	cumul    []uint64
+	total    uint64
+	Timeout  time.Duration
+}
+
+// New compiles a route configuration.
+func New(rc *resource.RouteConfig) *Table {
+	t := &Table{Name: rc.Name, exact: map[string]*VirtualHost{}}
+	for _, v := range rc.VirtualHosts {
+		vh := &VirtualHost{Name: v.Name}
+		for _, r := range v.Routes {
+			vh.Routes = append(vh.Routes, compileRoute(r))
+		}
+		for _, d := range v.Domains {
+			d = strings.ToLower(d)
+			switch {
+			case d == "*":
+				t.any = vh
+			case strings.HasPrefix(d, "*"):
+				t.suffix = append(t.suffix, wildcard{part: d[1:], vh: vh})
+			case strings.HasSuffix(d, "*"):
+				t.prefix = append(t.prefix, wildcard{part: d[:len(d)-1], vh: vh})
+			default:
+				t.exact[d] = vh
+			}
+		}
+	}
+	sort.SliceStable(t.suffix, func(i, j int) bool { return len(t.suffix[i].part) > len(t.suffix[j].part) })
+	sort.SliceStable(t.prefix, func(i, j int) bool { return len(t.prefix[i].part) > len(t.prefix[j].part) })
+	return t
+}
+
+func compileRoute(r resource.Route) *Route {
+	cr := &Route{Name: r.Name, match: r.Match, Clusters: r.Clusters, Timeout: r.Timeout}
+	for _, c := range r.Clusters {
+		cr.total += uint64(c.Weight)
+		cr.cumul = append(cr.cumul, cr.total)
+	}
+	return cr
+}
+
+// VirtualHost finds the virtual host for a Host/:authority value. As Envoy does, the
+// host is tried as given and then without its port.
+func (t *Table) VirtualHost(host string) *VirtualHost {
+	host = strings.ToLower(host)
+	if vh := t.lookup(host); vh != nil {
+		return vh
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		if vh := t.lookup(h); vh != nil {
+			return vh
+		}
+	}
+	return t.any
+}
+
+func (t *Table) lookup(host string) *VirtualHost {
+	if vh, ok := t.exact[host]; ok {
+		return vh
+	}
+	// The wildcard must match at least one character, as in Envoy.
+	for _, w := range t.suffix {
+		if len(host) > len(w.part) && strings.HasSuffix(host, w.part) {
+			return w.vh
+		}
+	}
+	for _, w := range t.prefix {
+		if len(host) > len(w.part) && strings.HasPrefix(host, w.part) {
+			return w.vh
+		}
+	}
+	return nil
+}
+
+// Match returns the route for a request, or nil when none matches (404).
+func (t *Table) Match(r *http.Request) *Route {
+	vh := t.VirtualHost(r.Host)
+	if vh == nil {
+		return nil
+	}
+	path := r.URL.EscapedPath()
+	if r.URL.Opaque != "" {
+		path = r.URL.Opaque
+	}
+	for _, rt := range vh.Routes {
+		if rt.matches(path, r) {
+			return rt
+		}
+	}
+	return nil
+}
+
+func (rt *Route) matches(path string, r *http.Request) bool {
+	m := &rt.match
+	switch m.Kind {
+	case resource.PathPrefix:
+		if m.CaseSensitive {
+			if !strings.HasPrefix(path, m.Path) {
+				return false
+			}
+		} else if len(path) < len(m.Path) || !strings.EqualFold(path[:len(m.Path)], m.Path) {
+			return false
+		}
+	case resource.PathExact:
+		if m.CaseSensitive {
+			if path != m.Path {
+				return false
+			}
+		} else if !strings.EqualFold(path, m.Path) {
+			return false
+		}
+	case resource.PathRegex:
+		if !m.Regex.MatchString(path) {
+			return false
+		}
+	}
+	for i := range m.Headers {
+		if !headerMatches(&m.Headers[i], r) {
+			return false
+		}
+	}
+	return true
+}
+
+// headerValue returns a header's value the way Envoy sees it: pseudo-headers from the
+// request line, several values joined with ",".
+func headerValue(name string, r *http.Request) (string, bool) {
+	switch name {
+	case ":authority", "Host":
+		return r.Host, r.Host != ""
+	case ":method":
+		return r.Method, true
+	case ":path":
+		return r.URL.RequestURI(), true
+	case ":scheme":
+		if r.TLS != nil {
+			return "https", true
+		}
+		return "http", true
+	}
+	vals, ok := r.Header[name]
+	if !ok {
+		return "", false
+	}
+	if len(vals) == 1 {
+		return vals[0], true
+	}
+	return strings.Join(vals, ","), true
+}
+
+func headerMatches(h *resource.HeaderMatcher, r *http.Request) bool {
+	v, ok := headerValue(h.Name, r)
+	if !ok {
+		// Envoy: a missing header matches only an inverted presence check.
+		return h.Present && h.Invert
+	}
+	var matched bool
+	if h.Present {
+		matched = true
+	} else {
+		if h.IgnoreCase {
+			v = strings.ToLower(v)
+		}
+		switch h.Kind {
+		case resource.StringExact:
+			matched = v == h.Value
+		case resource.StringPrefix:
+			matched = strings.HasPrefix(v, h.Value)
+		case resource.StringSuffix:
+			matched = strings.HasSuffix(v, h.Value)
+		case resource.StringContains:
+			matched = strings.Contains(v, h.Value)
+		case resource.StringRegex:
+			matched = h.Regex.MatchString(v)
+		}
+	}
+	return matched != h.Invert
+}
+
+// PickCluster chooses a cluster by weight.
+func (rt *Route) PickCluster() string {
+	return PickWeighted(rt.Clusters, rt.cumul, rt.total)
+}
+
+// Cumulative precomputes running weight sums for PickWeighted.
+func Cumulative(cs []resource.WeightedCluster) (cumul []uint64, total uint64) {
+	for _, c := range cs {
+		total += uint64(c.Weight)
+		cumul = append(cumul, total)
+	}
+	return cumul, total
+}
+
+// PickWeighted chooses one of cs with probability weight/total.
+func PickWeighted(cs []resource.WeightedCluster, cumul []uint64, total uint64) string {
+	if len(cs) == 1 || total == 0 {
+		return cs[0].Name
+	}
+	n := rand.Uint64N(total)
+	for i, c := range cumul {
+		if n < c {
+			return cs[i].Name
+		}
+	}
+	return cs[len(cs)-1].Name
+}
