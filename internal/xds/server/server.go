@@ -96,6 +96,8 @@ type Server struct {
 	streams map[streamKey]*streamState
 	lastErr error
 	pushes  int // debounced push rounds, for tests
+	// pushedGeneration is the mesh generation of the last push round, for tests.
+	pushedGeneration int64
 }
 
 type nodeState struct {
@@ -306,6 +308,9 @@ func (s *Server) pushAll() {
 	defer s.pushMu.Unlock()
 	s.mu.Lock()
 	s.pushes++
+	if s.mesh != nil {
+		s.pushedGeneration = s.mesh.Generation
+	}
 	ids := make([]string, 0, len(s.nodes))
 	for id := range s.nodes {
 		ids = append(ids, id)
