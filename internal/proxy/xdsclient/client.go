@@ -209,8 +209,9 @@ func (c *Client) handle(stream adsStream, resp *discoveryv3.DiscoveryResponse) e
 	if err := c.updateSubscriptions(stream, resp.GetTypeUrl()); err != nil {
 		return err
 	}
-	c.publishStatus()
+	// Emit before publishing, so a status showing a version means it is applied.
 	c.maybeEmit()
+	c.publishStatus()
 	return nil
 }
 
