@@ -53,9 +53,14 @@ func (b *builder) outboundCluster(sp servicePort, subset string, lb cluster.Clus
 	}
 }
 
-// inboundCluster sends to the app on the proxy's IP and the container port.
+// inboundCluster sends to the app on the proxy's IP: at the container port, or where
+// the runtime says the app really listens (Proxy.AppPorts, each replica its own port).
 func (b *builder) inboundCluster(containerPort int) *cluster.Cluster {
 	name := InboundClusterName(containerPort)
+	appPort := containerPort
+	if p, ok := b.proxy.AppPorts[containerPort]; ok && p > 0 {
+		appPort = p
+	}
 	return &cluster.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_STATIC},
@@ -63,7 +68,7 @@ func (b *builder) inboundCluster(containerPort int) *cluster.Cluster {
 		LoadAssignment: &endpoint.ClusterLoadAssignment{
 			ClusterName: name,
 			Endpoints: []*endpoint.LocalityLbEndpoints{{
-				LbEndpoints: []*endpoint.LbEndpoint{lbEndpoint(b.proxy.IP, containerPort, nil)},
+				LbEndpoints: []*endpoint.LbEndpoint{lbEndpoint(b.proxy.IP, appPort, nil)},
 			}},
 		},
 		TypedExtensionProtocolOptions: b.protocolOptions(b.inboundProtocol(containerPort)),
