@@ -50,6 +50,9 @@ type Options struct {
 	OnResponse func(typeURL string, accepted bool)
 	// MinBackoff and MaxBackoff bound reconnect delays; defaults 100ms and 5s.
 	MinBackoff, MaxBackoff time.Duration
+	// NACKRetryDelay is the first delay before NACKing the same rejected version again;
+	// it doubles up to 30s. Default 1s.
+	NACKRetryDelay time.Duration
 }
 
 // Client is an ADS client. Create it with New and start it with Run.
@@ -73,6 +76,12 @@ type typeState struct {
 	resources  map[string]any
 	protos     map[string]proto.Message
 	lastNACK   string
+
+	// Repeated-NACK damping.
+	nackedVersion string
+	nackDelay     time.Duration
+	delayedNACK   error
+	nackAt        time.Time
 }
 
 // New returns a client; it does nothing until Run.
@@ -85,6 +94,9 @@ func New(opts Options) *Client {
 	}
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 5 * time.Second
+	}
+	if opts.NACKRetryDelay <= 0 {
+		opts.NACKRetryDelay = time.Second
 	}
 	c := &Client{opts: opts, decoder: resource.NewDecoder(), types: map[string]*typeState{}}
 	for _, t := range []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType} {
@@ -144,18 +156,46 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 			}
 		}
 	}
+	// The reader goroutine only receives; this goroutine owns all state and all sends.
+	responses := make(chan *discoveryv3.DiscoveryResponse)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case responses <- resp:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	received := false
 	for {
-		resp, err := stream.Recv()
-		if err != nil {
+		var retry <-chan time.Time
+		if next, ok := c.nextDelayedNACK(); ok {
+			retry = time.After(time.Until(next))
+		}
+		select {
+		case <-ctx.Done():
+			return received, ctx.Err()
+		case err := <-recvErr:
 			if errors.Is(err, io.EOF) {
 				err = errors.New("server closed the stream")
 			}
 			return received, err
-		}
-		received = true
-		if err := c.handle(stream, resp); err != nil {
-			return received, err
+		case resp := <-responses:
+			received = true
+			if err := c.handle(stream, resp); err != nil {
+				return received, err
+			}
+		case <-retry:
+			if err := c.sendDelayedNACKs(stream); err != nil {
+				return received, err
+			}
 		}
 	}
 }
@@ -192,12 +232,24 @@ func (c *Client) handle(stream adsStream, resp *discoveryv3.DiscoveryResponse) e
 	st.nonce = resp.GetNonce()
 	resources, protos, err := c.decodeAll(resp)
 	if err != nil {
-		st.lastNACK = err.Error()
-		c.opts.Logger.Warn("xds NACK", "type", resp.GetTypeUrl(), "version", resp.GetVersionInfo(), "error", err)
+		repeat := st.nackedVersion == resp.GetVersionInfo() && st.lastNACK == err.Error()
+		st.lastNACK, st.nackedVersion = err.Error(), resp.GetVersionInfo()
 		c.report(resp.GetTypeUrl(), false)
 		c.publishStatus()
+		if repeat {
+			// A state-of-the-world server answers a NACK (old version) by resending the
+			// rejected version at once; delay repeated NACKs so the pair does not spin.
+			st.nackDelay = min(max(2*st.nackDelay, c.opts.NACKRetryDelay), 30*time.Second)
+			st.delayedNACK = err
+			st.nackAt = time.Now().Add(st.nackDelay)
+			c.opts.Logger.Debug("xds NACK repeated, delaying", "type", resp.GetTypeUrl(), "version", resp.GetVersionInfo(), "delay", st.nackDelay)
+			return nil
+		}
+		st.nackDelay = 0
+		c.opts.Logger.Warn("xds NACK", "type", resp.GetTypeUrl(), "version", resp.GetVersionInfo(), "error", err)
 		return c.send(stream, resp.GetTypeUrl(), err)
 	}
+	st.nackedVersion, st.nackDelay, st.delayedNACK = "", 0, nil
 	st.received = true
 	st.version = resp.GetVersionInfo()
 	st.resources, st.protos = resources, protos
@@ -373,4 +425,31 @@ func mapsSame[T comparable](a, b map[string]T) bool {
 		}
 	}
 	return true
+}
+
+func (c *Client) nextDelayedNACK() (time.Time, bool) {
+	var next time.Time
+	found := false
+	for _, st := range c.types {
+		if st.delayedNACK != nil && (!found || st.nackAt.Before(next)) {
+			next, found = st.nackAt, true
+		}
+	}
+	return next, found
+}
+
+func (c *Client) sendDelayedNACKs(stream adsStream) error {
+	now := time.Now()
+	for _, t := range c.typeOrder() {
+		st := c.types[t]
+		if st.delayedNACK == nil || st.nackAt.After(now) {
+			continue
+		}
+		err := st.delayedNACK
+		st.delayedNACK = nil
+		if sendErr := c.send(stream, t, err); sendErr != nil {
+			return sendErr
+		}
+	}
+	return nil
 }
