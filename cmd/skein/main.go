@@ -31,6 +31,11 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newProxyCmd(),
 		newEchoCmd(),
+		newUpCmd(),
+		newStatusCmd(),
+		newExecCmd(),
+		newDownCmd(),
+		newCallCmd(),
 	)
 	return root
 }

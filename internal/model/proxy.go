@@ -1,6 +1,9 @@
 package model
 
-import "strconv"
+import (
+	"sort"
+	"strconv"
+)
 
 // ProxyRole says what a proxy is for.
 type ProxyRole string
@@ -56,4 +59,14 @@ type Proxy struct {
 // UpstreamKey is the key of Proxy.UpstreamPorts for a service port.
 func UpstreamKey(host string, port int) string {
 	return host + ":" + strconv.Itoa(port)
+}
+
+// SortedIntKeys returns a map's int keys in order.
+func SortedIntKeys[V any](m map[int]V) []int {
+	keys := make([]int, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	return keys
 }

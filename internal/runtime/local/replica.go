@@ -1,0 +1,350 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"skein.dev/skein/internal/model"
+	"skein.dev/skein/internal/runtime/local/supervisor"
+)
+
+// workloadRun is one Workload object and the replicas started for it.
+type workloadRun struct {
+	spec     *model.Workload
+	specKey  string // what the replicas were started from; a change restarts them
+	replicas []*replicaRun
+}
+
+// replicaRun is one replica: a sidecar process and, if the workload has a command, the
+// app process, with the ports allocated to them.
+type replicaRun struct {
+	index     int
+	proxy     model.Proxy
+	env       []string // the app's environment additions (KEY=VALUE)
+	sidecar   *supervisor.Process
+	app       *supervisor.Process // nil for workloads without a command
+	healthy   atomic.Bool
+	client    *http.Client
+	adminPort int
+	port      int // the app's $PORT
+}
+
+func (r *replicaRun) appPort() int { return r.port }
+
+// firstPort returns the workload's first declared container port, if any.
+func (r *replicaRun) firstPort() (int, bool) {
+	ports := model.SortedIntKeys(r.proxy.InboundPorts)
+	if len(ports) == 0 {
+		return 0, false
+	}
+	return ports[0], true
+}
+
+func (r *replicaRun) inboundAddr() string {
+	if cp, ok := r.firstPort(); ok {
+		return net.JoinHostPort(r.proxy.IP, strconv.Itoa(r.proxy.InboundPorts[cp]))
+	}
+	return ""
+}
+
+func (r *replicaRun) adminAddr() string {
+	return net.JoinHostPort(r.proxy.IP, strconv.Itoa(r.adminPort))
+}
+
+// probe reports whether the replica can take traffic: its sidecar is ready and its
+// app accepts connections on every declared port.
+func (r *replicaRun) probe(ctx context.Context) bool {
+	if r.app != nil && r.app.State() != supervisor.StateRunning {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.adminAddr()+"/ready", nil)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false
+	}
+	for _, p := range r.proxy.AppPorts {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(r.proxy.IP, strconv.Itoa(p)))
+		if err != nil {
+			return false
+		}
+		c.Close()
+	}
+	return true
+}
+
+func specKey(w *model.Workload) string {
+	c := *w
+	c.Source = model.Source{}
+	c.Replicas = 0
+	b, _ := json.Marshal(c)
+	return string(b)
+}
+
+// reconcile starts, stops and restarts replicas so they match the current config.
+func (m *Mesh) reconcile(ctx context.Context) {
+	m.mu.Lock()
+	cfg := m.cfg
+	want := map[model.NamespacedName]*model.Workload{}
+	for _, w := range cfg.Workloads {
+		want[w.NamespacedName] = w
+	}
+	var stop []*replicaRun
+	for key, run := range m.workloads {
+		w, ok := want[key]
+		if !ok || specKey(w) != run.specKey {
+			stop = append(stop, run.replicas...)
+			delete(m.workloads, key)
+			continue
+		}
+		run.spec = w
+		if len(run.replicas) > w.Replicas {
+			stop = append(stop, run.replicas[w.Replicas:]...)
+			run.replicas = run.replicas[:w.Replicas]
+		}
+	}
+	type startReq struct {
+		run   *workloadRun
+		index int
+	}
+	var start []startReq
+	for _, w := range cfg.Workloads {
+		run, ok := m.workloads[w.NamespacedName]
+		if !ok {
+			run = &workloadRun{spec: w, specKey: specKey(w)}
+			m.workloads[w.NamespacedName] = run
+		}
+		for i := len(run.replicas); i < w.Replicas; i++ {
+			start = append(start, startReq{run, i})
+		}
+	}
+	m.mu.Unlock()
+
+	for _, r := range stop {
+		r.stop()
+	}
+	for _, s := range start {
+		r, err := m.startReplica(ctx, cfg, s.run.spec, s.index)
+		if err != nil {
+			m.logger.Error("start replica", "workload", s.run.spec.NamespacedName.String(), "replica", s.index, "err", err)
+			fmt.Fprintf(m.opts.Out, "cannot start %s replica %d: %v\n", s.run.spec.NamespacedName, s.index, err)
+			continue
+		}
+		m.mu.Lock()
+		s.run.replicas = append(s.run.replicas, r)
+		m.mu.Unlock()
+	}
+	if len(stop) > 0 || len(start) > 0 {
+		m.push()
+	}
+}
+
+func (m *Mesh) stopAll() {
+	m.mu.Lock()
+	var all []*replicaRun
+	for _, w := range m.workloads {
+		all = append(all, w.replicas...)
+	}
+	m.workloads = map[model.NamespacedName]*workloadRun{}
+	m.mu.Unlock()
+	done := make(chan struct{}, len(all))
+	for _, r := range all {
+		go func() { r.stop(); done <- struct{}{} }()
+	}
+	for range all {
+		<-done
+	}
+}
+
+func (r *replicaRun) stop() {
+	if r.app != nil {
+		r.app.Stop(3 * time.Second)
+	}
+	r.sidecar.Stop(2 * time.Second)
+}
+
+// startReplica allocates the replica's ports, starts its sidecar, waits briefly for it
+// to be ready (as Istio's holdApplicationUntilProxyStarts), then starts the app.
+func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workload, index int) (*replicaRun, error) {
+	suffix := cfg.Suffix()
+	type upstream struct {
+		svc  *model.Service
+		port model.ServicePort
+	}
+	var ups []upstream
+	for _, s := range cfg.Services {
+		for _, p := range s.Ports {
+			ups = append(ups, upstream{s, p})
+		}
+	}
+	nApp := max(len(w.Ports), 1)
+	ports, err := supervisor.AllocatePorts(nApp + len(w.Ports) + 2 + len(ups))
+	if err != nil {
+		return nil, err
+	}
+	next := func() int { p := ports[0]; ports = ports[1:]; return p }
+
+	r := &replicaRun{index: index, client: &http.Client{Timeout: time.Second}}
+	r.proxy = model.Proxy{
+		ID:             fmt.Sprintf("%s-%d.%s", w.Name, index, w.Namespace),
+		Role:           model.RoleSidecar,
+		Workload:       w.NamespacedName,
+		Replica:        index,
+		Labels:         w.Labels,
+		ServiceAccount: w.ServiceAccount,
+		Capture:        model.CaptureNone,
+		IP:             "127.0.0.1",
+		InboundPorts:   map[int]int{},
+		AppPorts:       map[int]int{},
+		UpstreamPorts:  map[string]int{},
+	}
+	appPorts := make([]int, 0, nApp)
+	for i := 0; i < nApp; i++ {
+		appPorts = append(appPorts, next())
+	}
+	for i, cp := range w.Ports {
+		r.proxy.AppPorts[cp.ContainerPort] = appPorts[i]
+		r.proxy.InboundPorts[cp.ContainerPort] = next()
+	}
+	r.port = appPorts[0]
+	r.proxy.OutboundHTTPPort = next()
+	r.adminPort = next()
+	env := []string{
+		"PORT=" + strconv.Itoa(appPorts[0]),
+		"SKEIN_WORKLOAD=" + w.Name,
+		"SKEIN_NAMESPACE=" + w.Namespace,
+		"SKEIN_REPLICA=" + strconv.Itoa(index),
+		"SKEIN_SERVICE_ACCOUNT=" + w.ServiceAccount,
+		"SKEIN_PROXY_ADMIN=" + r.adminAddr(),
+		"HTTP_PROXY=http://" + net.JoinHostPort(r.proxy.IP, strconv.Itoa(r.proxy.OutboundHTTPPort)),
+		"http_proxy=http://" + net.JoinHostPort(r.proxy.IP, strconv.Itoa(r.proxy.OutboundHTTPPort)),
+		"NO_PROXY=localhost,127.0.0.1,::1",
+		"no_proxy=localhost,127.0.0.1,::1",
+	}
+	for i, cp := range w.Ports {
+		if cp.Name != "" {
+			env = append(env, "PORT_"+envName(cp.Name)+"="+strconv.Itoa(appPorts[i]))
+		}
+	}
+	// Kubernetes-style service variables point at this sidecar's per-upstream ports, so
+	// TCP and gRPC clients reach same-namespace services through the mesh.
+	seenSvc := map[string]bool{}
+	for _, u := range ups {
+		local := next()
+		r.proxy.UpstreamPorts[model.UpstreamKey(u.svc.Hostname(suffix), u.port.Port)] = local
+		if u.svc.Namespace != w.Namespace {
+			continue
+		}
+		prefix := envName(u.svc.Name) + "_SERVICE_"
+		if !seenSvc[u.svc.Name] {
+			seenSvc[u.svc.Name] = true
+			env = append(env, prefix+"HOST=127.0.0.1", prefix+"PORT="+strconv.Itoa(local))
+		}
+		if u.port.Name != "" {
+			env = append(env, prefix+"PORT_"+envName(u.port.Name)+"="+strconv.Itoa(local))
+		}
+	}
+	userEnv := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		userEnv[k] = v
+	}
+	for _, e := range w.Env {
+		v := supervisor.ExpandArgs([]string{e.Value}, userEnv)[0]
+		userEnv[e.Name] = v
+		env = append(env, e.Name+"="+v)
+	}
+	r.env = env
+
+	nodeJSON, err := json.Marshal(r.proxy)
+	if err != nil {
+		return nil, err
+	}
+	logDir := filepath.Join(m.opts.StateDir, "logs")
+	sidecarLog, err := openLog(filepath.Join(logDir, r.proxy.ID+".proxy.log"))
+	if err != nil {
+		return nil, err
+	}
+	r.sidecar, err = supervisor.Start(ctx, supervisor.Spec{
+		Name: r.proxy.ID + "/proxy",
+		Command: []string{m.opts.Self, "proxy",
+			"--xds-address", m.xdsAddr,
+			"--node-json", string(nodeJSON),
+			"--admin-address", r.adminAddr()},
+		Env:    os.Environ(),
+		Stdout: sidecarLog,
+		Stderr: sidecarLog,
+	}, m.logger)
+	if err != nil {
+		return nil, fmt.Errorf("sidecar: %w", err)
+	}
+	r.waitReady(ctx, 10*time.Second)
+	if len(w.Command) == 0 {
+		return r, nil
+	}
+	appLog, err := openLog(filepath.Join(logDir, r.proxy.ID+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := supervisor.ResolveCommand(supervisor.ExpandArgs(w.Command, userEnv), m.opts.Self)
+	r.app, err = supervisor.Start(ctx, supervisor.Spec{
+		Name:    r.proxy.ID,
+		Command: cmd,
+		Env:     append(os.Environ(), env...),
+		Stdout:  appLog,
+		Stderr:  appLog,
+	}, m.logger)
+	if err != nil {
+		r.sidecar.Stop(time.Second)
+		return nil, fmt.Errorf("app %q: %w", strings.Join(cmd, " "), err)
+	}
+	return r, nil
+}
+
+func (r *replicaRun) waitReady(ctx context.Context, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.adminAddr()+"/ready", nil)
+		if resp, err := r.client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func openLog(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+}
+
+// envName turns a name into an environment variable part as Kubernetes does:
+// upper case, dashes and dots to underscores.
+func envName(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		default:
+			return '_'
+		}
+	}, s)
+}

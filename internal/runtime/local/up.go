@@ -1,0 +1,297 @@
+// Package local is `skein up`: the whole mesh on one machine. It runs the control plane
+// (config watch → model → xDS server), starts one sidecar per workload replica and each
+// workload's process, feeds the replicas' endpoints to the control plane as the
+// registry, and serves the local API used by status, exec and down.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"skein.dev/skein/internal/api"
+	"skein.dev/skein/internal/config"
+	"skein.dev/skein/internal/model"
+	"skein.dev/skein/internal/runtime/local/statedir"
+	"skein.dev/skein/internal/xds/server"
+)
+
+// Options configure a local mesh.
+type Options struct {
+	// ConfigDir holds the mesh's YAML; it is watched for changes.
+	ConfigDir string
+	// StateDir holds the instance record and logs.
+	StateDir string
+	// Isolation is auto, none or netns.
+	Isolation string
+	// Self is the path of the skein binary, run for sidecars and for commands whose
+	// first word is "skein".
+	Self   string
+	Logger *slog.Logger
+	// Out receives the human-facing progress lines.
+	Out io.Writer
+	// XDSOverride, when set, lets tests replace what a node is served (see
+	// server.Server.Override); nil in production.
+	OnServer func(*server.Server)
+}
+
+// Mesh is a running local mesh.
+type Mesh struct {
+	opts     Options
+	logger   *slog.Logger
+	xds      *server.Server
+	xdsAddr  string
+	shutdown context.CancelFunc
+
+	mu           sync.Mutex
+	cfg          *model.Mesh // last good config
+	cfgGen       int64
+	cfgErrors    []string
+	cfgErrorAt   time.Time
+	workloads    map[model.NamespacedName]*workloadRun
+	pushGen      int64
+	pushedHealth map[string]bool
+}
+
+// ResolveIsolation picks the isolation mode; auto falls back to none with a reason.
+func ResolveIsolation(mode string) (string, string, error) {
+	switch mode {
+	case "", "auto":
+		return "none", "netns isolation is not implemented yet; using none (everything on 127.0.0.1)", nil
+	case "none":
+		return "none", "", nil
+	case "netns":
+		return "", "", errors.New("--isolation netns is not implemented yet (transparent capture is a later issue); use --isolation none")
+	default:
+		return "", "", fmt.Errorf("--isolation %q: want auto, none or netns", mode)
+	}
+}
+
+// Run starts the mesh and blocks until ctx is done or `skein down` asks it to stop;
+// then it stops every process it started.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	isolation, reason, err := ResolveIsolation(opts.Isolation)
+	if err != nil {
+		return err
+	}
+	if reason != "" {
+		fmt.Fprintln(opts.Out, "isolation:", reason)
+	}
+	opts.Isolation = isolation
+	if opts.ConfigDir, err = filepath.Abs(opts.ConfigDir); err != nil {
+		return err
+	}
+	cfg, err := config.Load(opts.ConfigDir)
+	if err != nil {
+		return fmt.Errorf("config in %s is invalid:\n%w", opts.ConfigDir, err)
+	}
+	if err := os.MkdirAll(filepath.Join(opts.StateDir, "logs"), 0o700); err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m := &Mesh{
+		opts:         opts,
+		logger:       opts.Logger,
+		shutdown:     cancel,
+		cfg:          cfg,
+		cfgGen:       1,
+		workloads:    map[model.NamespacedName]*workloadRun{},
+		pushedHealth: map[string]bool{},
+	}
+	m.xds = server.New(server.Options{Logger: opts.Logger.With("component", "xds")})
+	if opts.OnServer != nil {
+		opts.OnServer(m.xds)
+	}
+
+	xdsLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	m.xdsAddr = xdsLis.Addr().String()
+	apiLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	goFn := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	goFn(func() {
+		if err := m.xds.Serve(ctx, xdsLis); err != nil {
+			m.logger.Error("xds server stopped", "err", err)
+			cancel()
+		}
+	})
+	goFn(func() { _ = api.Serve(ctx, apiLis, m, m.logger) })
+
+	inst := statedir.Instance{Pid: os.Getpid(), API: apiLis.Addr().String(), XDS: m.xdsAddr,
+		ConfigDir: opts.ConfigDir, Isolation: isolation, StartedAt: time.Now()}
+	if err := statedir.Claim(opts.StateDir, inst); err != nil {
+		return err
+	}
+	defer statedir.Release(opts.StateDir, inst.Pid)
+
+	m.push()
+	m.reconcile(ctx)
+	fmt.Fprintf(opts.Out, "skein up: config %s, xDS %s, API %s, logs %s\n", opts.ConfigDir, m.xdsAddr, inst.API, filepath.Join(opts.StateDir, "logs"))
+	m.printWorkloads()
+
+	goFn(func() { m.probeLoop(ctx) })
+	goFn(func() {
+		err := watchDir(ctx, opts.ConfigDir, 150*time.Millisecond, m.logger, func() { m.reload(ctx) })
+		if err != nil {
+			m.logger.Error("file watch failed; edits will not apply", "err", err)
+		}
+	})
+
+	<-ctx.Done()
+	fmt.Fprintln(opts.Out, "skein up: stopping")
+	m.stopAll()
+	cancel()
+	wg.Wait()
+	return nil
+}
+
+// reload loads the config dir again; a bad edit is reported and the old config stays.
+func (m *Mesh) reload(ctx context.Context) {
+	cfg, err := config.Load(m.opts.ConfigDir)
+	if err != nil {
+		lines := errorLines(err)
+		m.mu.Lock()
+		m.cfgErrors, m.cfgErrorAt = lines, time.Now()
+		m.mu.Unlock()
+		for _, l := range lines {
+			m.logger.Error("config rejected; the previous config keeps serving", "error", l)
+		}
+		fmt.Fprintf(m.opts.Out, "config rejected (previous config keeps serving):\n")
+		for _, l := range lines {
+			fmt.Fprintf(m.opts.Out, "  %s\n", l)
+		}
+		return
+	}
+	m.mu.Lock()
+	m.cfg, m.cfgErrors, m.cfgErrorAt = cfg, nil, time.Time{}
+	m.cfgGen++
+	gen := m.cfgGen
+	m.mu.Unlock()
+	m.logger.Info("config accepted", "generation", gen)
+	fmt.Fprintf(m.opts.Out, "config accepted (generation %d)\n", gen)
+	m.reconcile(ctx)
+	m.push()
+}
+
+func errorLines(err error) []string {
+	var list config.ErrorList
+	if errors.As(err, &list) {
+		out := make([]string, 0, len(list))
+		for _, e := range list {
+			out = append(out, e.Error())
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
+// push sends the current config plus registry endpoints to the control plane.
+func (m *Mesh) push() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pushGen++
+	mesh := *m.cfg
+	mesh.Generation = m.pushGen
+	mesh.Endpoints = m.endpointsLocked()
+	m.xds.Update(&mesh)
+}
+
+func (m *Mesh) endpointsLocked() []model.Endpoint {
+	var eps []model.Endpoint
+	for _, w := range m.sortedWorkloadsLocked() {
+		for _, r := range w.replicas {
+			healthy := r.healthy.Load()
+			for _, cp := range w.spec.Ports {
+				eps = append(eps, model.Endpoint{
+					Workload:   w.spec.NamespacedName,
+					Replica:    r.index,
+					Labels:     w.spec.Labels,
+					Address:    r.proxy.IP,
+					Port:       r.proxy.InboundPorts[cp.ContainerPort],
+					TargetPort: cp.ContainerPort,
+					Healthy:    healthy,
+				})
+			}
+		}
+	}
+	return eps
+}
+
+func (m *Mesh) sortedWorkloadsLocked() []*workloadRun {
+	out := make([]*workloadRun, 0, len(m.workloads))
+	for _, w := range m.workloads {
+		out = append(out, w)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].spec.NamespacedName, out[j].spec.NamespacedName
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
+	return out
+}
+
+func (m *Mesh) printWorkloads() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, w := range m.sortedWorkloadsLocked() {
+		for _, r := range w.replicas {
+			fmt.Fprintf(m.opts.Out, "  %-28s app :%d  sidecar in %s  admin %s\n", r.proxy.ID, r.appPort(), r.inboundAddr(), r.adminAddr())
+		}
+	}
+}
+
+// probeLoop marks replicas healthy when their app port accepts connections and their
+// sidecar is ready, and pushes endpoint changes.
+func (m *Mesh) probeLoop(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		var reps []*replicaRun
+		for _, w := range m.workloads {
+			reps = append(reps, w.replicas...)
+		}
+		m.mu.Unlock()
+		changed := false
+		for _, r := range reps {
+			h := r.probe(ctx)
+			if r.healthy.Swap(h) != h {
+				changed = true
+			}
+		}
+		if changed {
+			m.push()
+		}
+	}
+}
+
+// Shutdown implements api.Backend.
+func (m *Mesh) Shutdown() { m.shutdown() }
