@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 
 	"skein.dev/skein/internal/proxy/upstream"
 )
@@ -68,9 +67,7 @@ type closeWriter interface{ CloseWrite() error }
 // closed (half-close), and the other direction keeps flowing until it ends too.
 func splice(ctx context.Context, down, up net.Conn) (sent, received int64) {
 	var wg sync.WaitGroup
-	var stopped atomic.Bool
 	stop := context.AfterFunc(ctx, func() {
-		stopped.Store(true)
 		down.Close()
 		up.Close()
 	})
