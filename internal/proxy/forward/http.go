@@ -192,7 +192,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, ErrNoCluster
 	}
 	transport := rt.f.h1
-	if c.HTTP2 {
+	if c.HTTP2 || c.UseDownstreamProtocol && req.ProtoMajor == 2 {
 		transport = rt.f.h2
 	}
 	var body *onceBody

@@ -84,6 +84,9 @@ var allowedFields = []string{
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config",
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig.http_protocol_options",
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig.http2_protocol_options",
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.use_downstream_protocol_config",
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig.http_protocol_options",
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig.http2_protocol_options",
 
 	// ClusterLoadAssignment.
 	"envoy.config.endpoint.v3.ClusterLoadAssignment.cluster_name",

@@ -140,12 +140,14 @@ const (
 
 // Cluster is an accepted CDS resource.
 type Cluster struct {
-	Name           string
-	Kind           ClusterKind
-	LB             LBPolicy
-	HTTP2          bool // upstream speaks h2c
-	ConnectTimeout time.Duration
-	Static         *Endpoints // load_assignment of a STATIC cluster
+	Name  string
+	Kind  ClusterKind
+	LB    LBPolicy
+	HTTP2 bool // upstream speaks h2c
+	// UseDownstreamProtocol: h2c upstream when the request came in over HTTP/2, else HTTP/1.1.
+	UseDownstreamProtocol bool
+	ConnectTimeout        time.Duration
+	Static                *Endpoints // load_assignment of a STATIC cluster
 }
 
 // Endpoints is an accepted EDS resource.

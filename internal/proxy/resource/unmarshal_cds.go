@@ -85,6 +85,9 @@ func (d *Decoder) cluster(pb *clusterv3.Cluster) (*Cluster, error) {
 		}
 		explicit := hpo.GetExplicitHttpConfig()
 		switch {
+		case hpo.GetUseDownstreamProtocolConfig() != nil:
+			// Istio's inbound clusters: speak to the app what the caller spoke.
+			c.UseDownstreamProtocol = true
 		case explicit.GetHttp2ProtocolOptions() != nil:
 			c.HTTP2 = true
 		case explicit.GetHttpProtocolOptions() != nil:

@@ -36,10 +36,12 @@ func (e *Endpoint) Begin() (done func()) {
 
 // Cluster is a compiled cluster. It is immutable except for its atomic counters.
 type Cluster struct {
-	Name           string
-	HTTP2          bool
-	ConnectTimeout time.Duration
-	LB             resource.LBPolicy
+	Name  string
+	HTTP2 bool
+	// UseDownstreamProtocol: h2c when the request arrived over HTTP/2.
+	UseDownstreamProtocol bool
+	ConnectTimeout        time.Duration
+	LB                    resource.LBPolicy
 
 	endpoints []*Endpoint
 	uniform   bool // all weights equal: plain modulo round robin
@@ -52,12 +54,13 @@ type Cluster struct {
 // none yet). prev, when not nil, is the same cluster in the previous config.
 func NewCluster(def *resource.Cluster, eps *resource.Endpoints, prev *Cluster) *Cluster {
 	c := &Cluster{
-		Name:           def.Name,
-		HTTP2:          def.HTTP2,
-		ConnectTimeout: def.ConnectTimeout,
-		LB:             def.LB,
-		cursor:         new(atomic.Uint64),
-		uniform:        true,
+		Name:                  def.Name,
+		HTTP2:                 def.HTTP2,
+		UseDownstreamProtocol: def.UseDownstreamProtocol,
+		ConnectTimeout:        def.ConnectTimeout,
+		LB:                    def.LB,
+		cursor:                new(atomic.Uint64),
+		uniform:               true,
 	}
 	if def.Kind == resource.ClusterStatic {
 		eps = def.Static

@@ -71,7 +71,7 @@ func (b *builder) inboundCluster(containerPort int) *cluster.Cluster {
 				LbEndpoints: []*endpoint.LbEndpoint{lbEndpoint(b.proxy.IP, appPort, nil)},
 			}},
 		},
-		TypedExtensionProtocolOptions: b.protocolOptions(b.inboundProtocol(containerPort)),
+		TypedExtensionProtocolOptions: b.inboundProtocolOptions(b.inboundProtocol(containerPort)),
 	}
 }
 
@@ -93,6 +93,27 @@ func (b *builder) protocolOptions(p model.Protocol) map[string]*anypb.Any {
 	}
 	opts := &upstreamhttp.HttpProtocolOptions{
 		UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: explicit},
+	}
+	return map[string]*anypb.Any{httpProtocolOptionsKey: b.toAny(opts)}
+}
+
+// inboundProtocolOptions: for HTTP ports the app is spoken to in the caller's HTTP
+// version, as Istio's inbound clusters do, so a gRPC (HTTP/2) call that reaches a port
+// declared plain HTTP is not downgraded to HTTP/1.1.
+func (b *builder) inboundProtocolOptions(p model.Protocol) map[string]*anypb.Any {
+	if !p.IsHTTP() {
+		return nil
+	}
+	if p.IsHTTP2() {
+		return b.protocolOptions(p)
+	}
+	opts := &upstreamhttp.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_UseDownstreamProtocolConfig{
+			UseDownstreamProtocolConfig: &upstreamhttp.HttpProtocolOptions_UseDownstreamHttpConfig{
+				HttpProtocolOptions:  &core.Http1ProtocolOptions{},
+				Http2ProtocolOptions: &core.Http2ProtocolOptions{},
+			},
+		},
 	}
 	return map[string]*anypb.Any{httpProtocolOptionsKey: b.toAny(opts)}
 }
