@@ -134,10 +134,19 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-// canaryVS renders the demo's catalog VirtualService with the given weights; extra is
-// inserted into the second rule (to make an invalid edit).
+// canaryVS renders the demo's catalog routing file (DestinationRule and VirtualService)
+// with the given weights; extra is inserted into the second rule (an invalid edit).
 func canaryVS(v1, v2 int, extra string) string {
 	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: catalog, namespace: default}
+spec:
+  host: catalog
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
   name: catalog

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -25,6 +26,7 @@ import (
 var skeinBin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	if testing.Short() {
 		fmt.Println("e2e: skipped in -short mode")
 		os.Exit(0)
@@ -225,13 +227,18 @@ func (m *mesh) call(workload string, args ...string) callSummary {
 	full := append([]string{"exec", workload, "--", "skein", "call", "-o", "json"}, args...)
 	out, err := m.skein(full...)
 	var s callSummary
-	if jerr := json.Unmarshal([]byte(lastLine(out)), &s); jerr != nil {
+	if jerr := json.Unmarshal([]byte(jsonLine(out)), &s); jerr != nil {
 		m.t.Fatalf("skein %s: %v (%v)\n%s\n%s", strings.Join(full, " "), err, jerr, out, m.logs())
 	}
 	return s
 }
 
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
+// jsonLine returns the first line of s that holds a JSON object.
+func jsonLine(s string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "{") {
+			return l
+		}
+	}
+	return ""
 }
