@@ -53,7 +53,7 @@ func (c *CA) IssueCredential(ns, sa, proxyID string) (Credential, error) {
 	id := Identity{Namespace: ns, ServiceAccount: sa}
 	sid, err := c.SPIFFEID(id)
 	if err != nil || ns == "" || sa == "" {
-		return Credential{}, fmt.Errorf("ca: %w: credential identity %s: %v", ErrInvalidOptions, id, err)
+		return Credential{}, fmt.Errorf("ca: %w: credential for %s: %v", ErrInvalidIdentity, id, err)
 	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {

@@ -71,11 +71,12 @@ var (
 
 // Errors outside Sign.
 var (
-	ErrPluginLayout   = errors.New("incomplete or invalid plug-in CA layout")
-	ErrRootFiles      = errors.New("invalid root CA files")
-	ErrPluggedCA      = errors.New("root rotation is not possible with a plugged-in CA")
-	ErrInvalidSVID    = errors.New("invalid SVID")
-	ErrInvalidOptions = errors.New("invalid CA options")
+	ErrPluginLayout    = errors.New("incomplete or invalid plug-in CA layout")
+	ErrRootFiles       = errors.New("invalid root CA files")
+	ErrPluggedCA       = errors.New("root rotation is not possible with a plugged-in CA")
+	ErrInvalidSVID     = errors.New("invalid SVID")
+	ErrInvalidOptions  = errors.New("invalid CA options")
+	ErrInvalidIdentity = errors.New("invalid workload identity")
 )
 
 // SignError is the error type of Sign: the stage that failed, a reason sentinel from
