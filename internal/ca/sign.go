@@ -128,11 +128,13 @@ func (c *CA) checkCSR(csrPEM []byte, want Identity) (*x509.CertificateRequest, I
 	if err != nil {
 		return nil, Identity{}, failf(StageCSR, ErrCSRParse, "%v", err)
 	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, Identity{}, failf(StageCSR, ErrCSRSignature, "%v", err)
-	}
+	// Key type and size first: verifying a signature with an oversized RSA key is
+	// exactly the work an attacker would like us to do.
 	if err := checkPublicKey(csr.PublicKey); err != nil {
 		return nil, Identity{}, failf(StageCSR, ErrCSRKeyType, "%v", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, Identity{}, failf(StageCSR, ErrCSRSignature, "%v", err)
 	}
 	if len(csr.DNSNames) != 0 || len(csr.IPAddresses) != 0 || len(csr.EmailAddresses) != 0 {
 		return nil, Identity{}, failf(StageCSR, ErrCSRExtraSAN, "dns=%q ip=%v email=%q", csr.DNSNames, csr.IPAddresses, csr.EmailAddresses)
