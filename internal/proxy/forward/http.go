@@ -78,11 +78,12 @@ func New(opts Options) *Forwarder {
 	f.h2.Protocols = new(http.Protocols)
 	f.h2.Protocols.SetUnencryptedHTTP2(true)
 	f.proxy = &httputil.ReverseProxy{
-		Rewrite:       rewrite,
-		Transport:     roundTripper{f},
-		FlushInterval: -1, // stream: gRPC and server-sent events must not be buffered
-		ErrorHandler:  f.writeError,
-		ErrorLog:      slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
+		Rewrite:        rewrite,
+		Transport:      roundTripper{f},
+		FlushInterval:  -1, // stream: gRPC and server-sent events must not be buffered
+		ErrorHandler:   f.writeError,
+		ModifyResponse: trailersOnlyToTrailers,
+		ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
 	}
 	return f
 }
@@ -291,6 +292,30 @@ func (f *Forwarder) writeError(w http.ResponseWriter, r *http.Request, err error
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)
 	_, _ = io.WriteString(w, msg+"\n")
+}
+
+// grpcTrailerKeys are the fields of a gRPC status.
+var grpcTrailerKeys = []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin"}
+
+// trailersOnlyToTrailers turns a gRPC "trailers-only" answer (status in the one and
+// only HEADERS frame) into headers plus trailers. The proxy streams responses, so it
+// may send the headers before it knows no body follows; a grpc-status in those early
+// headers would then be followed by an END_STREAM without trailers, which gRPC clients
+// reject ("server closed the stream without sending trailers").
+func trailersOnlyToTrailers(resp *http.Response) error {
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc") || resp.Header.Get("Grpc-Status") == "" {
+		return nil
+	}
+	if resp.Trailer == nil {
+		resp.Trailer = http.Header{}
+	}
+	for _, k := range grpcTrailerKeys {
+		if v, ok := resp.Header[k]; ok {
+			resp.Trailer[k] = v
+			delete(resp.Header, k)
+		}
+	}
+	return nil
 }
 
 func isGRPC(r *http.Request) bool {

@@ -34,7 +34,12 @@ func (m *Mesh) Status() api.Status {
 		st.ControlPlaneError = err.Error()
 	}
 
+	var notReady []string
+	applied := m.xds.AppliedGeneration()
 	m.mu.Lock()
+	if applied < m.pushGen {
+		notReady = append(notReady, fmt.Sprintf("control plane has not pushed update %d yet (at %d)", m.pushGen, applied))
+	}
 	st.Generation = m.cfgGen
 	st.ConfigErrors = m.cfgErrors
 	st.ConfigErrorAt = m.cfgErrorAt
@@ -53,7 +58,6 @@ func (m *Mesh) Status() api.Status {
 	}
 	m.mu.Unlock()
 
-	var notReady []string
 	for _, w := range snapshot {
 		aw := api.Workload{Name: w.spec.Name, Namespace: w.spec.Namespace}
 		if got, want := len(w.reps), wantReplicas[w.spec.NamespacedName]; got != want {
@@ -80,6 +84,9 @@ func (m *Mesh) Status() api.Status {
 				if r.app.State() != supervisor.StateRunning {
 					notReady = append(notReady, fmt.Sprintf("%s: app is %s", r.proxy.ID, ar.State))
 				}
+			}
+			if len(r.proxy.AppPorts) > 0 && !r.healthy.Load() {
+				notReady = append(notReady, fmt.Sprintf("%s: not serving yet (app port or sidecar not ready)", r.proxy.ID))
 			}
 			if r.sidecar.State() != supervisor.StateRunning {
 				notReady = append(notReady, fmt.Sprintf("%s: sidecar is %s", r.proxy.ID, ar.ProxyState))

@@ -98,6 +98,8 @@ type Server struct {
 	pushes  int // debounced push rounds, for tests
 	// pushedGeneration is the mesh generation of the last push round, for tests.
 	pushedGeneration int64
+	// appliedGeneration is set once every node's snapshot for it is set.
+	appliedGeneration int64
 }
 
 type nodeState struct {
@@ -308,8 +310,10 @@ func (s *Server) pushAll() {
 	defer s.pushMu.Unlock()
 	s.mu.Lock()
 	s.pushes++
+	var gen int64
 	if s.mesh != nil {
-		s.pushedGeneration = s.mesh.Generation
+		gen = s.mesh.Generation
+		s.pushedGeneration = gen
 	}
 	ids := make([]string, 0, len(s.nodes))
 	for id := range s.nodes {
@@ -325,7 +329,16 @@ func (s *Server) pushAll() {
 	}
 	s.mu.Lock()
 	s.lastErr = errors.Join(errs...)
+	s.appliedGeneration = gen
 	s.mu.Unlock()
+}
+
+// AppliedGeneration is the mesh generation whose snapshots have been set for every
+// known node: once a proxy ACKs its version, it serves at least this generation.
+func (s *Server) AppliedGeneration() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appliedGeneration
 }
 
 // pushNode builds and sets one node's snapshot now.
