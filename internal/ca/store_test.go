@@ -161,6 +161,11 @@ func TestRootRotationOverlap(t *testing.T) {
 	if newRoot.Equal(oldRoot) {
 		t.Fatal("RotateRoot kept the old root")
 	}
+	if st, err := os.Stat(filepath.Join(dir, RootKeyFile)); err != nil {
+		t.Error(err)
+	} else if got := st.Mode().Perm(); got != 0o600 {
+		t.Errorf("root key mode after rotation = %v, want 0600", got)
+	}
 	after := issue()
 	if err := after.Leaf.CheckSignatureFrom(newRoot); err != nil {
 		t.Errorf("SVID after rotation not signed by the new root: %v", err)
@@ -439,5 +444,61 @@ func mustRemove(t *testing.T, path string) {
 	t.Helper()
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Signing while the root rotates: every SVID verifies against the overlapping bundle.
+func TestSignDuringRotation(t *testing.T) {
+	ca := newTestCA(t, Options{})
+	cred, err := ca.IssueCredential("shop", "web", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr := makeCSR(t, csrSpec{uris: []string{cred.SPIFFEID.String()}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	results := make(chan *SVID, 64)
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			for ctx.Err() == nil {
+				s, err := ca.Sign(ctx, SignRequest{CSR: csr, Credential: cred.Token})
+				if err != nil {
+					if ctx.Err() == nil {
+						errs <- err
+					}
+					break
+				}
+				select {
+				case results <- s:
+				case <-ctx.Done():
+				}
+			}
+			errs <- nil
+		}()
+	}
+	var got []*SVID
+	for i := 0; i < 3; i++ {
+		if err := ca.RotateRoot(); err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			got = append(got, <-results)
+		}
+	}
+	cancel()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("Sign during rotation: %v", err)
+		}
+	}
+	bundle := ca.Bundle()
+	if len(bundle) != 4 {
+		t.Errorf("bundle has %d roots after 3 rotations, want 4", len(bundle))
+	}
+	for _, s := range got {
+		if _, err := verifySVID(t, ca.TrustDomain(), s.Chain, bundle, time.Now()); err != nil {
+			t.Errorf("SVID %s: %v", serial(s.Leaf), err)
+		}
 	}
 }
