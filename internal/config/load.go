@@ -357,5 +357,6 @@ func (l *loader) finish() (*model.Mesh, error) {
 			mesh.DestinationRules = append(mesh.DestinationRules, v)
 		}
 	}
+	model.AllocateVIPs(mesh.Services)
 	return mesh, nil
 }

@@ -155,6 +155,7 @@ spec:
 		Services: []*model.Service{{
 			NamespacedName: model.NamespacedName{Namespace: "default", Name: "catalog"},
 			Ports:          []model.ServicePort{{Name: "http", Port: 80, Protocol: model.ProtocolHTTP}},
+			VIP:            "240.240.242.47", // hash of default/catalog in model.VIPRange
 			Source:         model.Source{File: "f.yaml", Line: 1},
 		}},
 		Workloads: []*model.Workload{{

@@ -71,6 +71,10 @@ type Mesh struct {
 	// Endpoints come from the registry (the local runtime, later Kubernetes), not from
 	// config files; the control plane joins them with the config into one Mesh.
 	Endpoints []Endpoint
+
+	// Mesh-wide settings of transparent capture (see capture.go).
+	OutboundTrafficPolicy    OutboundTrafficPolicy `json:",omitempty"`
+	ProtocolDetectionTimeout time.Duration         `json:",omitempty"`
 }
 
 // Suffix returns the cluster domain suffix in effect.
@@ -87,7 +91,10 @@ type Service struct {
 	Labels   map[string]string `json:"labels,omitempty"`
 	Selector map[string]string `json:"selector,omitempty"`
 	Ports    []ServicePort     `json:"ports"`
-	Source   Source            `json:"source"`
+	// VIP is the service's virtual IP (a ClusterIP): spec.clusterIP when given, else one
+	// allocated from VIPRange (see vip.go). Captured clients reach the service at it.
+	VIP    string `json:"vip,omitempty"`
+	Source Source `json:"source"`
 }
 
 // Hostname is the service's fully qualified name, e.g. catalog.default.svc.cluster.local.
@@ -124,7 +131,10 @@ type Workload struct {
 	Command        []string          `json:"command,omitempty"`
 	Env            []EnvVar          `json:"env,omitempty"`
 	Ports          []ContainerPort   `json:"ports,omitempty"`
-	Source         Source            `json:"source"`
+	// Capture holds per-workload overrides of the traffic capture rules (Istio's
+	// traffic.sidecar.istio.io annotations); nil means the defaults.
+	Capture *CaptureOverrides `json:"capture,omitempty"`
+	Source  Source            `json:"source"`
 }
 
 // EnvVar is one environment variable of a workload.

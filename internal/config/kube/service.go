@@ -2,6 +2,7 @@ package kube
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,7 +14,8 @@ import (
 )
 
 // Service translates a checked v1 Service. The namespace must already be defaulted.
-// Fields a Service may carry but skein has no use for (clusterIP, type ClusterIP,
+// spec.clusterIP, when set, is the service's VIP (captured clients reach it there).
+// Fields a Service may carry but skein has no use for (type ClusterIP,
 // NodePort or LoadBalancer, sessionAffinity, ...) are accepted and ignored; fields that
 // would change where traffic goes (type ExternalName, non-TCP ports) are rejected.
 func Service(s *corev1.Service) (*model.Service, []strict.Issue) {
@@ -28,6 +30,14 @@ func Service(s *corev1.Service) (*model.Service, []strict.Issue) {
 	}
 	if s.Spec.Type == corev1.ServiceTypeExternalName {
 		fail("spec.type", "type ExternalName is not supported yet by skein")
+	}
+	switch ip := s.Spec.ClusterIP; {
+	case ip == "" || ip == corev1.ClusterIPNone:
+		// Allocated from model.VIPRange by the loader.
+	case net.ParseIP(ip) == nil || net.ParseIP(ip).To4() == nil:
+		fail("spec.clusterIP", "clusterIP %q is not an IPv4 address", ip)
+	default:
+		out.VIP = net.ParseIP(ip).String()
 	}
 	if len(s.Spec.Ports) == 0 {
 		fail("spec.ports", "at least one port is required")

@@ -65,6 +65,9 @@ func ToModel(w *Workload) (*model.Workload, []strict.Issue) {
 		Replicas:       1,
 		Command:        w.Spec.Command,
 	}
+	capture, captureIssues := captureOverrides(w.Annotations)
+	out.Capture = capture
+	issues = append(issues, captureIssues...)
 	if out.ServiceAccount == "" {
 		out.ServiceAccount = "default"
 	} else if msgs := validation.IsDNS1123Subdomain(out.ServiceAccount); len(msgs) > 0 {
