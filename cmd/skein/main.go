@@ -36,6 +36,8 @@ func newRootCmd() *cobra.Command {
 		newExecCmd(),
 		newDownCmd(),
 		newCallCmd(),
+		newNetnsExecCmd(),
+		newInitCaptureCmd(),
 	)
 	return root
 }
