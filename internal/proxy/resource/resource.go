@@ -6,6 +6,7 @@ package resource
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"time"
 
@@ -21,13 +22,96 @@ const (
 	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 )
 
-// Listener is an accepted LDS resource: where to listen and what to do with connections.
-// Exactly one of HTTP and TCP is set.
+// Listener is an accepted LDS resource: where to listen and what to do with
+// connections (TCP) or datagrams (UDP, DNS).
 type Listener struct {
 	Name    string
 	Address string // host:port
-	HTTP    *HTTPConnectionManager
-	TCP     *TCPProxy
+	// UDP listeners carry a DNS filter and no filter chains.
+	UDP bool
+	DNS *DNSFilter
+
+	// FilterChains of a TCP listener; the chain FilterChainMatch selects handles a
+	// connection, else DefaultChain, else the connection is closed (Envoy's rules).
+	FilterChains []*FilterChain
+	DefaultChain *FilterChain
+	// ListenerFilters run on each accepted connection before a chain is chosen.
+	ListenerFilters ListenerFilters
+}
+
+// ListenerFilters are the listener filters the proxy implements, in Envoy's order:
+// original_dst, then tls_inspector, then http_inspector.
+type ListenerFilters struct {
+	// OriginalDst restores a redirected connection's destination (SO_ORIGINAL_DST)
+	// as its local address, for chain matching and ORIGINAL_DST clusters.
+	OriginalDst bool
+	// TLSInspector and HTTPInspector detect TLS (SNI, ALPN) and HTTP/1.x or h2c;
+	// nil when not configured.
+	TLSInspector  *Inspector
+	HTTPInspector *Inspector
+	// Timeout bounds the inspectors' wait for the first bytes (listener_filters_timeout,
+	// Envoy's default 15 s; 0: no limit). On timeout the connection is closed, unless
+	// ContinueOnTimeout, when it goes on as undetected (opaque TCP).
+	Timeout           time.Duration
+	ContinueOnTimeout bool
+}
+
+// Inspector is a configured inspecting listener filter.
+type Inspector struct {
+	// DisabledPorts: the filter does not run for connections to these destination
+	// ports (filter_disabled: or_match of destination_port_range).
+	DisabledPorts []PortRange
+}
+
+// Disabled reports whether the inspector is off for a destination port.
+func (i *Inspector) Disabled(port int) bool {
+	for _, r := range i.DisabledPorts {
+		if port >= r.Start && port < r.End {
+			return true
+		}
+	}
+	return false
+}
+
+// PortRange is [Start, End).
+type PortRange struct{ Start, End int }
+
+// FilterChain is one filter chain: its match and its one network filter (HTTP or TCP).
+type FilterChain struct {
+	// Name identifies the chain within its listener; chains without a name are
+	// named by their index ("0", "1", ...; "default" for the default chain).
+	Name  string
+	Match FilterChainMatch
+	HTTP  *HTTPConnectionManager
+	TCP   *TCPProxy
+}
+
+// FilterChainMatch is the subset of Envoy's FilterChainMatch the proxy implements.
+// Empty fields match anything.
+type FilterChainMatch struct {
+	DestinationPort      int
+	PrefixRanges         []netip.Prefix
+	ServerNames          []string // lower case; "*.example.com" is a wildcard
+	TransportProtocol    string   // "raw_buffer" or "tls"
+	ApplicationProtocols []string // e.g. "http/1.1", "h2c", "h2"
+}
+
+// DNSFilter is an accepted envoy.filters.udp.dns_filter: names answered from the table,
+// other names forwarded when Forward is set, else answered NXDOMAIN.
+type DNSFilter struct {
+	StatPrefix string
+	Table      []DNSName
+	Forward    bool
+	// Resolvers are host:port upstreams; empty means the system's (/etc/resolv.conf).
+	Resolvers       []string
+	ResolverTimeout time.Duration
+}
+
+// DNSName is one name of the table and its addresses.
+type DNSName struct {
+	Name      string // lower case, without the trailing dot
+	Addresses []netip.Addr
+	TTL       time.Duration
 }
 
 // Codec is the downstream HTTP codec an HTTP listener accepts.
@@ -128,6 +212,9 @@ type ClusterKind int
 const (
 	ClusterEDS ClusterKind = iota
 	ClusterStatic
+	// ClusterOriginalDst sends to the downstream connection's original destination
+	// (Istio's PassthroughCluster).
+	ClusterOriginalDst
 )
 
 // LBPolicy is a cluster's load-balancing algorithm.
@@ -136,6 +223,8 @@ type LBPolicy int
 const (
 	LBRoundRobin LBPolicy = iota
 	LBLeastRequest
+	// LBClusterProvided: the cluster picks the host (ORIGINAL_DST).
+	LBClusterProvided
 )
 
 // Cluster is an accepted CDS resource.
@@ -148,6 +237,9 @@ type Cluster struct {
 	UseDownstreamProtocol bool
 	ConnectTimeout        time.Duration
 	Static                *Endpoints // load_assignment of a STATIC cluster
+	// BindAddress is the source address of upstream connections
+	// (upstream_bind_config.source_address); empty means the system's choice.
+	BindAddress string
 }
 
 // Endpoints is an accepted EDS resource.

@@ -3,6 +3,7 @@ package resource
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -50,14 +51,23 @@ func (d *Decoder) cluster(pb *clusterv3.Cluster) (*Cluster, error) {
 		if pb.GetEdsClusterConfig() != nil {
 			return nil, errors.New("eds_cluster_config is only supported for EDS clusters")
 		}
-		if pb.GetLoadAssignment() == nil {
-			return nil, fmt.Errorf("load_assignment: %w", errMissing)
+		// Without load_assignment a STATIC cluster has no hosts (Istio's BlackHoleCluster).
+		c.Static = &Endpoints{ClusterName: c.Name}
+		if pb.GetLoadAssignment() != nil {
+			eps, err := endpoints(pb.GetLoadAssignment())
+			if err != nil {
+				return nil, fmt.Errorf("load_assignment: %w", err)
+			}
+			c.Static = eps
 		}
-		eps, err := endpoints(pb.GetLoadAssignment())
-		if err != nil {
-			return nil, fmt.Errorf("load_assignment: %w", err)
+	case clusterv3.Cluster_ORIGINAL_DST:
+		c.Kind = ClusterOriginalDst
+		if pb.GetEdsClusterConfig() != nil || pb.GetLoadAssignment() != nil {
+			return nil, errors.New("an ORIGINAL_DST cluster takes neither eds_cluster_config nor load_assignment")
 		}
-		c.Static = eps
+		if pb.GetLbPolicy() != clusterv3.Cluster_CLUSTER_PROVIDED {
+			return nil, fmt.Errorf("lb_policy %v: an ORIGINAL_DST cluster requires CLUSTER_PROVIDED", pb.GetLbPolicy())
+		}
 	default:
 		return nil, fmt.Errorf("type %v unsupported", pb.GetType())
 	}
@@ -66,6 +76,11 @@ func (d *Decoder) cluster(pb *clusterv3.Cluster) (*Cluster, error) {
 		c.LB = LBRoundRobin
 	case clusterv3.Cluster_LEAST_REQUEST:
 		c.LB = LBLeastRequest
+	case clusterv3.Cluster_CLUSTER_PROVIDED:
+		if c.Kind != ClusterOriginalDst {
+			return nil, errors.New("lb_policy CLUSTER_PROVIDED is only supported for ORIGINAL_DST clusters")
+		}
+		c.LB = LBClusterProvided
 	default:
 		return nil, fmt.Errorf("lb_policy %v unsupported", pb.GetLbPolicy())
 	}
@@ -74,6 +89,17 @@ func (d *Decoder) cluster(pb *clusterv3.Cluster) (*Cluster, error) {
 			return nil, fmt.Errorf("connect_timeout must be positive, got %v", t)
 		}
 		c.ConnectTimeout = t.AsDuration()
+	}
+	if bc := pb.GetUpstreamBindConfig(); bc != nil {
+		sa := bc.GetSourceAddress()
+		a, err := netip.ParseAddr(sa.GetAddress())
+		if err != nil {
+			return nil, fmt.Errorf("upstream_bind_config.source_address.address: %w", err)
+		}
+		if sa.GetPortValue() != 0 {
+			return nil, errors.New("upstream_bind_config.source_address.port_value: only 0 (any port) is supported")
+		}
+		c.BindAddress = a.String()
 	}
 	for key, opts := range pb.GetTypedExtensionProtocolOptions() {
 		if key != httpProtocolOptionsKey {

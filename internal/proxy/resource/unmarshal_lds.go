@@ -3,19 +3,36 @@ package resource
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
+	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
 const (
-	hcmTypeURL    = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-	tcpTypeURL    = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-	routerTypeURL = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+	hcmTypeURL           = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+	tcpTypeURL           = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+	routerTypeURL        = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+	originalDstTypeURL   = "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
+	tlsInspectorTypeURL  = "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+	httpInspectorTypeURL = "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"
 )
+
+// defaultListenerFiltersTimeout is Envoy's default listener_filters_timeout.
+const defaultListenerFiltersTimeout = 15 * time.Second
+
+// DefaultChainName names a listener's default_filter_chain when it has no name.
+const DefaultChainName = "default"
 
 // Listener validates and unmarshals one LDS resource.
 func (d *Decoder) Listener(a *anypb.Any) (Decoded[*Listener], error) {
@@ -41,14 +58,67 @@ func (d *Decoder) listener(pb *listenerv3.Listener) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := len(pb.GetFilterChains()); n != 1 {
-		return nil, fmt.Errorf("filter_chains: want exactly 1, got %d", n)
-	}
-	filters := pb.GetFilterChains()[0].GetFilters()
-	if n := len(filters); n != 1 {
-		return nil, fmt.Errorf("filter_chains[0].filters: want exactly 1, got %d", n)
-	}
 	l := &Listener{Name: pb.GetName(), Address: addr}
+	if pb.GetAddress().GetSocketAddress().GetProtocol() == corev3.SocketAddress_UDP {
+		return d.udpListener(pb, l)
+	}
+	if len(pb.GetFilterChains()) == 0 && pb.GetDefaultFilterChain() == nil {
+		return nil, errors.New("filter_chains: at least one filter chain or a default_filter_chain is required")
+	}
+	seen := map[string]int{}
+	names := map[string]bool{}
+	for i, fc := range pb.GetFilterChains() {
+		field := "filter_chains[" + strconv.Itoa(i) + "]"
+		c, err := d.filterChain(fc, field)
+		if err != nil {
+			return nil, err
+		}
+		if c.Name == "" {
+			c.Name = strconv.Itoa(i)
+		}
+		if names[c.Name] {
+			return nil, fmt.Errorf("%s.name: %q is used by another filter chain", field, c.Name)
+		}
+		names[c.Name] = true
+		key := c.Match.key()
+		if j, dup := seen[key]; dup {
+			return nil, fmt.Errorf("%s.filter_chain_match: same match as filter_chains[%d]", field, j)
+		}
+		seen[key] = i
+		l.FilterChains = append(l.FilterChains, c)
+	}
+	if fc := pb.GetDefaultFilterChain(); fc != nil {
+		if fc.GetFilterChainMatch() != nil {
+			return nil, errors.New("default_filter_chain.filter_chain_match: not allowed on the default chain")
+		}
+		c, err := d.filterChain(fc, "default_filter_chain")
+		if err != nil {
+			return nil, err
+		}
+		if c.Name == "" {
+			c.Name = DefaultChainName
+		}
+		if names[c.Name] {
+			return nil, fmt.Errorf("default_filter_chain.name: %q is used by another filter chain", c.Name)
+		}
+		l.DefaultChain = c
+	}
+	if l.ListenerFilters, err = listenerFilters(pb); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (d *Decoder) filterChain(fc *listenerv3.FilterChain, field string) (*FilterChain, error) {
+	filters := fc.GetFilters()
+	if n := len(filters); n != 1 {
+		return nil, fmt.Errorf("%s.filters: want exactly 1, got %d", field, n)
+	}
+	c := &FilterChain{Name: fc.GetName()}
+	var err error
+	if c.Match, err = filterChainMatch(fc.GetFilterChainMatch()); err != nil {
+		return nil, fmt.Errorf("%s.filter_chain_match: %w", field, err)
+	}
 	tc := filters[0].GetTypedConfig()
 	switch tc.GetTypeUrl() {
 	case hcmTypeURL:
@@ -56,17 +126,153 @@ func (d *Decoder) listener(pb *listenerv3.Listener) (*Listener, error) {
 		if err := tc.UnmarshalTo(hcm); err != nil {
 			return nil, err
 		}
-		l.HTTP, err = d.httpConnectionManager(hcm)
+		c.HTTP, err = d.httpConnectionManager(hcm)
 	case tcpTypeURL:
 		tp := &tcpv3.TcpProxy{}
 		if err := tc.UnmarshalTo(tp); err != nil {
 			return nil, err
 		}
-		l.TCP, err = tcpProxy(tp)
+		c.TCP, err = tcpProxy(tp)
 	default:
-		return nil, fmt.Errorf("filter_chains[0].filters[0].typed_config: unsupported type %q", tc.GetTypeUrl())
+		return nil, fmt.Errorf("%s.filters[0].typed_config: unsupported type %q", field, tc.GetTypeUrl())
 	}
-	return l, err
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	return c, nil
+}
+
+func filterChainMatch(m *listenerv3.FilterChainMatch) (FilterChainMatch, error) {
+	var out FilterChainMatch
+	if m == nil {
+		return out, nil
+	}
+	if p := m.GetDestinationPort(); p != nil {
+		if p.GetValue() < 1 || p.GetValue() > 65535 {
+			return out, fmt.Errorf("destination_port %d out of range 1..65535", p.GetValue())
+		}
+		out.DestinationPort = int(p.GetValue())
+	}
+	for i, r := range m.GetPrefixRanges() {
+		a, err := netip.ParseAddr(r.GetAddressPrefix())
+		if err != nil {
+			return out, fmt.Errorf("prefix_ranges[%d].address_prefix: %w", i, err)
+		}
+		bits := a.BitLen()
+		if r.GetPrefixLen() != nil {
+			bits = int(r.GetPrefixLen().GetValue())
+		}
+		p, err := a.Prefix(bits)
+		if err != nil {
+			return out, fmt.Errorf("prefix_ranges[%d].prefix_len: %w", i, err)
+		}
+		out.PrefixRanges = append(out.PrefixRanges, p)
+	}
+	for i, n := range m.GetServerNames() {
+		if n == "" || strings.Count(n, "*") > 1 || strings.Contains(n, "*") && !strings.HasPrefix(n, "*.") {
+			return out, fmt.Errorf("server_names[%d]: %q: want a host name or *.suffix", i, n)
+		}
+		out.ServerNames = append(out.ServerNames, strings.ToLower(n))
+	}
+	switch tp := m.GetTransportProtocol(); tp {
+	case "", "raw_buffer", "tls":
+		out.TransportProtocol = tp
+	default:
+		return out, fmt.Errorf("transport_protocol %q: want raw_buffer or tls", tp)
+	}
+	out.ApplicationProtocols = append(out.ApplicationProtocols, m.GetApplicationProtocols()...)
+	return out, nil
+}
+
+// key identifies a match for the duplicate check (Envoy rejects a listener with two
+// chains of the same match).
+func (m FilterChainMatch) key() string {
+	return fmt.Sprint(m.DestinationPort, m.PrefixRanges, m.ServerNames, m.TransportProtocol, m.ApplicationProtocols)
+}
+
+func listenerFilters(pb *listenerv3.Listener) (ListenerFilters, error) {
+	var out ListenerFilters
+	order := map[string]int{originalDstTypeURL: 0, tlsInspectorTypeURL: 1, httpInspectorTypeURL: 2}
+	last := -1
+	for i, lf := range pb.GetListenerFilters() {
+		field := "listener_filters[" + strconv.Itoa(i) + "]"
+		tc := lf.GetTypedConfig()
+		pos, ok := order[tc.GetTypeUrl()]
+		if !ok {
+			return out, fmt.Errorf("%s.typed_config: unsupported type %q", field, tc.GetTypeUrl())
+		}
+		if pos <= last {
+			return out, fmt.Errorf("%s: listener filters must be original_dst, tls_inspector, http_inspector, each at most once, in that order", field)
+		}
+		last = pos
+		var disabled []PortRange
+		if p := lf.GetFilterDisabled(); p != nil {
+			var err error
+			if disabled, err = disabledPorts(p); err != nil {
+				return out, fmt.Errorf("%s.filter_disabled: %w", field, err)
+			}
+		}
+		switch tc.GetTypeUrl() {
+		case originalDstTypeURL:
+			if err := tc.UnmarshalTo(&origdstv3.OriginalDst{}); err != nil {
+				return out, err
+			}
+			if len(disabled) > 0 {
+				return out, fmt.Errorf("%s.filter_disabled: not supported for original_dst", field)
+			}
+			out.OriginalDst = true
+		case tlsInspectorTypeURL:
+			if err := tc.UnmarshalTo(&tlsinspectorv3.TlsInspector{}); err != nil {
+				return out, err
+			}
+			out.TLSInspector = &Inspector{DisabledPorts: disabled}
+		case httpInspectorTypeURL:
+			if err := tc.UnmarshalTo(&httpinspectorv3.HttpInspector{}); err != nil {
+				return out, err
+			}
+			out.HTTPInspector = &Inspector{DisabledPorts: disabled}
+		}
+	}
+	out.Timeout = defaultListenerFiltersTimeout
+	if t := pb.GetListenerFiltersTimeout(); t != nil {
+		if err := t.CheckValid(); err != nil || t.AsDuration() < 0 {
+			return out, fmt.Errorf("listener_filters_timeout: invalid duration %v", t)
+		}
+		out.Timeout = t.AsDuration()
+	}
+	out.ContinueOnTimeout = pb.GetContinueOnListenerFiltersTimeout()
+	return out, nil
+}
+
+// disabledPorts reads the filter_disabled predicates skein supports: one
+// destination_port_range, or an or_match of them.
+func disabledPorts(p *listenerv3.ListenerFilterChainMatchPredicate) ([]PortRange, error) {
+	rangeOf := func(q *listenerv3.ListenerFilterChainMatchPredicate) (PortRange, error) {
+		r := q.GetDestinationPortRange()
+		if r == nil {
+			return PortRange{}, errors.New("only destination_port_range rules (or an or_match of them) are supported")
+		}
+		if r.GetStart() < 0 || r.GetEnd() <= r.GetStart() || r.GetEnd() > 65536 {
+			return PortRange{}, fmt.Errorf("destination_port_range [%d, %d) is empty or out of range", r.GetStart(), r.GetEnd())
+		}
+		return PortRange{Start: int(r.GetStart()), End: int(r.GetEnd())}, nil
+	}
+	if set := p.GetOrMatch(); set != nil {
+		var out []PortRange
+		for i, rule := range set.GetRules() {
+			r, err := rangeOf(rule)
+			if err != nil {
+				return nil, fmt.Errorf("or_match.rules[%d]: %w", i, err)
+			}
+			out = append(out, r)
+		}
+		return out, nil
+	}
+	r, err := rangeOf(p)
+	if err != nil {
+		return nil, err
+	}
+	return []PortRange{r}, nil
 }
 
 func (d *Decoder) httpConnectionManager(pb *hcmv3.HttpConnectionManager) (*HTTPConnectionManager, error) {
@@ -132,4 +338,24 @@ func tcpProxy(pb *tcpv3.TcpProxy) (*TCPProxy, error) {
 		return nil, errors.New("TcpProxy: one of cluster or weighted_clusters is required")
 	}
 	return t, nil
+}
+
+// RDSNames lists the RDS route configurations a listener's chains reference.
+func (l *Listener) RDSNames() []string {
+	var out []string
+	for _, c := range l.Chains() {
+		if c.HTTP != nil && c.HTTP.RDSName != "" {
+			out = append(out, c.HTTP.RDSName)
+		}
+	}
+	return out
+}
+
+// Chains returns the filter chains followed by the default chain, if any.
+func (l *Listener) Chains() []*FilterChain {
+	out := append([]*FilterChain(nil), l.FilterChains...)
+	if l.DefaultChain != nil {
+		out = append(out, l.DefaultChain)
+	}
+	return out
 }

@@ -49,8 +49,8 @@ func TestListenerValidation(t *testing.T) {
 	}{
 		{name: "valid"},
 		{name: "unsupported listener field", mutate: func(t *testing.T, l *listenerv3.Listener) {
-			l.ListenerFilters = []*listenerv3.ListenerFilter{{Name: "tls_inspector"}}
-		}, wantErr: "unsupported field envoy.config.listener.v3.Listener.listener_filters"},
+			l.UseOriginalDst = wrapperspb.Bool(true)
+		}, wantErr: "unsupported field envoy.config.listener.v3.Listener.use_original_dst"},
 		{name: "unsupported field inside typed_config", mutate: func(t *testing.T, l *listenerv3.Listener) {
 			hcm := &hcmv3.HttpConnectionManager{}
 			_ = l.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(hcm)
@@ -77,7 +77,7 @@ func TestListenerValidation(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got.Resource.Address != "127.0.0.1:15001" || got.Resource.HTTP.RDSName != "r" {
+				if got.Resource.Address != "127.0.0.1:15001" || got.Resource.FilterChains[0].HTTP.RDSName != "r" {
 					t.Fatalf("decoded %+v", got.Resource)
 				}
 				return
