@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	mdns "github.com/miekg/dns"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"skein.dev/skein/internal/model"
@@ -61,9 +62,16 @@ func Run(ctx context.Context, opts Options) error {
 	fwd := forward.New(forward.Options{Config: &cfg, Metrics: metrics, Logger: log})
 	defer fwd.Close()
 	listeners := listener.NewManager(ctx, listener.Options{
-		Logger:      log,
+		Logger: log,
+		Lookup: func(name string) listener.Listener {
+			if c := cfg.Load(); c != nil && c.Listeners[name] != nil {
+				return c.Listeners[name]
+			}
+			return nil
+		},
 		HTTPHandler: fwd.HTTPHandler,
 		ServeTCP:    fwd.ServeTCP,
+		DNSHandler:  func(name string) mdns.Handler { return fwd.DNSHandler(name) },
 	})
 	defer listeners.Close()
 
@@ -131,7 +139,7 @@ func NodeProto(p *model.Proxy) (*corev3.Node, error) {
 func specs(cfg *forward.Config) []listener.Spec {
 	out := make([]listener.Spec, 0, len(cfg.Listeners))
 	for _, l := range cfg.Listeners {
-		out = append(out, listener.Spec{Name: l.Name, Address: l.Address, HTTP: l.Routes != nil || l.TCP == nil, Codec: l.Codec})
+		out = append(out, listener.Spec{Name: l.Name, Address: l.Address, UDP: l.UDP})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

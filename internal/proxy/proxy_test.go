@@ -301,7 +301,7 @@ func TestNACKKeepsServing(t *testing.T) {
 		t.Errorf("config dump does not show the last NACK")
 	}
 
-	// A second HTTP filter is outside the subset too.
+	// Two filter chains with the same match are ambiguous: Envoy rejects them too.
 	twoFilters := m.snapshot(t, 90, func(s *snapshot) {
 		l := httpListener(t, "outbound_http_proxy", m.httpAddr, "outbound_http_proxy")
 		s.listeners = []types.Resource{l}
@@ -310,9 +310,9 @@ func TestNACKKeepsServing(t *testing.T) {
 		l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{Filters: l.FilterChains[0].Filters})
 	})
 	m.cp.set(t, twoFilters)
-	waitFor(t, "NACK for two filter chains", func() bool {
+	waitFor(t, "NACK for two filter chains with the same match", func() bool {
 		for _, msg := range m.cp.nackMessages() {
-			if strings.Contains(msg, "filter_chains: want exactly 1, got 2") {
+			if strings.Contains(msg, "filter_chains[1].filter_chain_match: same match as filter_chains[0]") {
 				return true
 			}
 		}

@@ -5,6 +5,9 @@
 package forward
 
 import (
+	"skein.dev/skein/internal/proxy/dns"
+	"skein.dev/skein/internal/proxy/filterchain"
+	"skein.dev/skein/internal/proxy/listener"
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/route"
 	"skein.dev/skein/internal/proxy/upstream"
@@ -17,13 +20,48 @@ type Config struct {
 	Clusters  map[string]*upstream.Cluster
 }
 
-// Listener is a compiled listener: Routes for HTTP, TCP for tcp_proxy.
+// Listener is a compiled listener: its filter chains (TCP) or DNS table (UDP).
 type Listener struct {
 	Name    string
 	Address string
-	Codec   resource.Codec
-	Routes  *route.Table
-	TCP     *TCPRoute
+	UDP     bool
+	DNS     *dns.Table
+	Filters resource.ListenerFilters
+
+	matcher *filterchain.Matcher
+	chains  []*Chain // aligned with the matcher
+	def     *Chain
+	byName  map[string]*Chain
+}
+
+// Chain is a compiled filter chain: Routes for an HTTP connection manager, TCP for a
+// tcp_proxy.
+type Chain struct {
+	Name   string
+	Codec  resource.Codec
+	Routes *route.Table
+	TCP    *TCPRoute
+}
+
+// Chain returns the named chain, or nil.
+func (l *Listener) Chain(name string) *Chain { return l.byName[name] }
+
+// Select picks the chain for a connection (Envoy's filter chain match), falling back
+// to the default chain; nil means the connection is closed.
+func (l *Listener) Select(ci filterchain.ConnInfo) *Chain {
+	if i := l.matcher.Select(ci); i >= 0 {
+		return l.chains[i]
+	}
+	return l.def
+}
+
+// Chains returns every chain, the default last.
+func (l *Listener) Chains() []*Chain {
+	out := append([]*Chain(nil), l.chains...)
+	if l.def != nil {
+		out = append(out, l.def)
+	}
+	return out
 }
 
 // TCPRoute is a compiled tcp_proxy.
@@ -54,21 +92,54 @@ func Compile(u xdsclient.Update, prev *Config) *Config {
 	for name, rc := range u.Routes {
 		tables[name] = route.New(rc)
 	}
-	for name, l := range u.Listeners {
-		cl := &Listener{Name: name, Address: l.Address}
+	compileChain := func(c *resource.FilterChain) *Chain {
+		cc := &Chain{Name: c.Name}
 		switch {
-		case l.HTTP != nil:
-			cl.Codec = l.HTTP.Codec
-			if l.HTTP.Inline != nil {
-				cl.Routes = route.New(l.HTTP.Inline)
+		case c.HTTP != nil:
+			cc.Codec = c.HTTP.Codec
+			if c.HTTP.Inline != nil {
+				cc.Routes = route.New(c.HTTP.Inline)
 			} else {
-				cl.Routes = tables[l.HTTP.RDSName]
+				cc.Routes = tables[c.HTTP.RDSName]
 			}
-		case l.TCP != nil:
-			cumul, total := route.Cumulative(l.TCP.Clusters)
-			cl.TCP = &TCPRoute{Clusters: l.TCP.Clusters, cumul: cumul, total: total}
+		case c.TCP != nil:
+			cumul, total := route.Cumulative(c.TCP.Clusters)
+			cc.TCP = &TCPRoute{Clusters: c.TCP.Clusters, cumul: cumul, total: total}
+		}
+		return cc
+	}
+	for name, l := range u.Listeners {
+		cl := &Listener{Name: name, Address: l.Address, UDP: l.UDP, Filters: l.ListenerFilters, byName: map[string]*Chain{}}
+		if l.DNS != nil {
+			cl.DNS = dns.Compile(l.DNS)
+		}
+		matches := make([]resource.FilterChainMatch, 0, len(l.FilterChains))
+		for _, c := range l.FilterChains {
+			cc := compileChain(c)
+			cl.chains = append(cl.chains, cc)
+			cl.byName[cc.Name] = cc
+			matches = append(matches, c.Match)
+		}
+		cl.matcher = filterchain.New(matches)
+		if l.DefaultChain != nil {
+			cl.def = compileChain(l.DefaultChain)
+			cl.byName[cl.def.Name] = cl.def
 		}
 		cfg.Listeners[name] = cl
 	}
 	return cfg
 }
+
+// ListenerFilters implements listener.Listener.
+func (l *Listener) ListenerFilters() resource.ListenerFilters { return l.Filters }
+
+// SelectChain implements listener.Listener.
+func (l *Listener) SelectChain(ci filterchain.ConnInfo) (listener.Chain, bool) {
+	c := l.Select(ci)
+	if c == nil {
+		return listener.Chain{}, false
+	}
+	return listener.Chain{Name: c.Name, HTTP: c.Routes != nil || c.TCP == nil, Codec: c.Codec}, true
+}
+
+var _ listener.Listener = (*Listener)(nil)

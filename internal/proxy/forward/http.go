@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"skein.dev/skein/internal/proxy/inspect"
 	"skein.dev/skein/internal/proxy/stats"
 	"skein.dev/skein/internal/proxy/upstream"
 )
@@ -58,6 +59,7 @@ type ctxKey int
 const (
 	clusterKey ctxKey = iota
 	connectTimeoutKey
+	bindKey
 )
 
 // New returns a Forwarder. Its connection pools are shared by all configs, keyed by
@@ -99,6 +101,9 @@ func dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if t, ok := ctx.Value(connectTimeoutKey).(time.Duration); ok && t > 0 {
 		d.Timeout = t
 	}
+	if b, ok := ctx.Value(bindKey).(string); ok && b != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(b)}
+	}
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, &ConnectError{Address: addr, Err: err}
@@ -138,14 +143,14 @@ func newRequestID() string {
 	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
 }
 
-// HTTPHandler serves requests arriving on the named listener.
-func (f *Forwarder) HTTPHandler(listener string) http.Handler {
+// HTTPHandler serves requests arriving on the named listener's filter chain.
+func (f *Forwarder) HTTPHandler(listener, chain string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.serveHTTP(listener, w, r)
+		f.serveHTTP(listener, chain, w, r)
 	})
 }
 
-func (f *Forwarder) serveHTTP(listener string, w http.ResponseWriter, r *http.Request) {
+func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
 	cfg := f.cfg.Load()
@@ -153,9 +158,9 @@ func (f *Forwarder) serveHTTP(listener string, w http.ResponseWriter, r *http.Re
 	defer func() {
 		f.metrics.ObserveRequest(clusterName, routeName, rec.status(), time.Since(start))
 	}()
-	var l *Listener
-	if cfg != nil {
-		l = cfg.Listeners[listener]
+	var l *Chain
+	if cfg != nil && cfg.Listeners[listener] != nil {
+		l = cfg.Listeners[listener].Chain(chain)
 	}
 	if l == nil || l.Routes == nil {
 		f.writeError(rec, r, ErrNoRoute)
@@ -201,6 +206,20 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		body = &onceBody{rc: req.Body}
 	}
 	ctx := context.WithValue(req.Context(), connectTimeoutKey, c.ConnectTimeout)
+	if c.BindAddress != "" {
+		ctx = context.WithValue(ctx, bindKey, c.BindAddress)
+	}
+	if c.OriginalDst {
+		dst, err := originalDestination(inspect.ConnFromContext(req.Context()))
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
+		}
+		out := req.WithContext(ctx)
+		u := *req.URL
+		u.Host = dst
+		out.URL = &u
+		return transport.RoundTrip(out)
+	}
 	var failed *upstream.Endpoint
 	for attempt := 0; ; attempt++ {
 		ep := c.Pick(failed)

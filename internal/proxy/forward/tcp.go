@@ -7,37 +7,74 @@ import (
 	"net"
 	"sync"
 
+	"skein.dev/skein/internal/proxy/inspect"
 	"skein.dev/skein/internal/proxy/upstream"
 )
 
-// ServeTCP proxies one accepted connection for the named tcp_proxy listener and closes it.
-func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener string) {
+// ServeTCP proxies one accepted connection for the named tcp_proxy filter chain and
+// closes it.
+func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener, chain string) {
 	defer conn.Close()
 	cfg := f.cfg.Load()
 	if cfg == nil {
 		return
 	}
 	l := cfg.Listeners[listener]
-	if l == nil || l.TCP == nil {
+	if l == nil {
 		return
 	}
-	clusterName := l.TCP.PickCluster()
+	ch := l.Chain(chain)
+	if ch == nil || ch.TCP == nil {
+		return
+	}
+	clusterName := ch.TCP.PickCluster()
 	c := cfg.Clusters[clusterName]
 	if c == nil {
 		f.log.Debug("tcp: unknown cluster", "listener", listener, "cluster", clusterName)
 		return
 	}
-	up, ep, err := dialEndpoint(ctx, c)
+	var (
+		up  net.Conn
+		ep  *upstream.Endpoint
+		err error
+	)
+	if c.OriginalDst {
+		var dst string
+		if dst, err = originalDestination(inspect.Wrap(conn)); err == nil {
+			ctx = context.WithValue(ctx, bindKey, c.BindAddress)
+			up, err = dial(context.WithValue(ctx, connectTimeoutKey, c.ConnectTimeout), "tcp", dst)
+		}
+	} else {
+		up, ep, err = dialEndpoint(ctx, c)
+	}
 	if err != nil {
 		f.log.Debug("tcp: upstream connect failed", "listener", listener, "cluster", clusterName, "error", err)
 		return
 	}
 	defer up.Close()
-	done := ep.Begin()
-	defer done()
+	if ep != nil {
+		done := ep.Begin()
+		defer done()
+	}
 	f.metrics.TCPConnection(clusterName)
 	sent, received := splice(ctx, conn, up)
 	f.metrics.TCPBytes(clusterName, sent, received)
+}
+
+// ErrNotRedirected refuses to pass a connection to its original destination when it
+// was not redirected: that destination is this very listener, and the proxy would
+// connect to itself again and again.
+var ErrNotRedirected = errors.New("connection was not redirected: its original destination is this proxy")
+
+// originalDestination is where an ORIGINAL_DST cluster sends a downstream connection.
+func originalDestination(c *inspect.Conn) (string, error) {
+	if c == nil {
+		return "", ErrNoHealthyUpstream
+	}
+	if !c.Redirected {
+		return "", ErrNotRedirected
+	}
+	return c.Dst().String(), nil
 }
 
 func dialEndpoint(ctx context.Context, c *upstream.Cluster) (net.Conn, *upstream.Endpoint, error) {

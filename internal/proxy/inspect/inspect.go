@@ -7,6 +7,7 @@
 package inspect
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -168,4 +169,18 @@ func Inspect(c *Conn, o Options) (Result, error) {
 			return res, err
 		}
 	}
+}
+
+type ctxKey struct{}
+
+// ContextWithConn records the downstream connection in an HTTP request's context (the
+// listener does it with http.Server.ConnContext), for ORIGINAL_DST clusters.
+func ContextWithConn(ctx context.Context, c *Conn) context.Context {
+	return context.WithValue(ctx, ctxKey{}, c)
+}
+
+// ConnFromContext returns the downstream connection recorded by ContextWithConn.
+func ConnFromContext(ctx context.Context) *Conn {
+	c, _ := ctx.Value(ctxKey{}).(*Conn)
+	return c
 }

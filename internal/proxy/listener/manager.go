@@ -1,8 +1,13 @@
 // Package listener binds the proxy's listeners and runs their accept loops. Apply takes
 // the full desired set: new listeners are bound, removed ones closed, and unchanged ones
-// (same name, address and kind) stay open so their connections are not dropped. Handlers
-// look up the current config by listener name, so they need no rebinding on RDS/CDS/EDS
-// changes.
+// (same name, address and kind) stay open so their connections are not dropped.
+//
+// Every accepted TCP connection goes through the listener's current listener filters
+// (original_dst, tls_inspector, http_inspector) and filter chain match, looked up at
+// accept time, so RDS/CDS/EDS and chain changes need no rebinding. A connection whose
+// chain has an HTTP connection manager is handed to that chain's HTTP server (one per
+// listener and chain, created on first use); a tcp_proxy chain gets ServeTCP. UDP
+// listeners serve DNS, over UDP and over TCP on the same address.
 package listener
 
 import (
@@ -15,6 +20,11 @@ import (
 	"sync"
 	"time"
 
+	mdns "github.com/miekg/dns"
+
+	"skein.dev/skein/internal/proxy/dns"
+	"skein.dev/skein/internal/proxy/filterchain"
+	"skein.dev/skein/internal/proxy/inspect"
 	"skein.dev/skein/internal/proxy/resource"
 )
 
@@ -22,17 +32,36 @@ import (
 type Spec struct {
 	Name    string
 	Address string
-	HTTP    bool
-	Codec   resource.Codec
+	// UDP listeners serve DNS.
+	UDP bool
+}
+
+// Chain is what the manager needs to know about a selected filter chain.
+type Chain struct {
+	Name  string
+	HTTP  bool
+	Codec resource.Codec
+}
+
+// Listener is the current compiled form of a bound listener.
+type Listener interface {
+	// ListenerFilters returns the listener filters to run on a new connection.
+	ListenerFilters() resource.ListenerFilters
+	// SelectChain picks the filter chain; false closes the connection.
+	SelectChain(ci filterchain.ConnInfo) (Chain, bool)
 }
 
 // Options configure a Manager.
 type Options struct {
 	Logger *slog.Logger
-	// HTTPHandler returns the handler of an HTTP listener.
-	HTTPHandler func(listener string) http.Handler
-	// ServeTCP handles one connection of a TCP listener and closes it.
-	ServeTCP func(ctx context.Context, conn net.Conn, listener string)
+	// Lookup returns the listener's current compiled form; nil closes the connection.
+	Lookup func(listener string) Listener
+	// HTTPHandler returns the handler of an HTTP filter chain.
+	HTTPHandler func(listener, chain string) http.Handler
+	// ServeTCP handles one connection of a tcp_proxy filter chain and closes it.
+	ServeTCP func(ctx context.Context, conn net.Conn, listener, chain string)
+	// DNSHandler returns the handler of a UDP (DNS) listener.
+	DNSHandler func(listener string) mdns.Handler
 }
 
 // Manager owns the bound listeners. Apply and Close must not be called concurrently.
@@ -46,9 +75,20 @@ type Manager struct {
 type bound struct {
 	spec   Spec
 	ln     net.Listener
-	server *http.Server       // HTTP listeners
-	cancel context.CancelFunc // TCP listeners: stops the accept loop and connections
+	pc     net.PacketConn
+	dns    *dns.Server
+	cancel context.CancelFunc // stops the accept loop and TCP connections
 	addr   string
+
+	mu      sync.Mutex
+	servers map[Chain]*chainServer // HTTP servers by chain
+	closed  bool
+}
+
+// chainServer is one filter chain's HTTP server, fed connections through a channel.
+type chainServer struct {
+	srv *http.Server
+	ln  *chanListener
 }
 
 // NewManager returns a Manager whose TCP connections end when ctx is done.
@@ -98,80 +138,182 @@ func (m *Manager) Addresses() map[string]string {
 
 func (m *Manager) start(s Spec) (*bound, error) {
 	var lc net.ListenConfig
+	if s.UDP {
+		return m.startDNS(s)
+	}
 	ln, err := lc.Listen(m.ctx, "tcp", s.Address)
 	if err != nil {
 		return nil, err
 	}
-	b := &bound{spec: s, ln: ln, addr: ln.Addr().String()}
+	ctx, cancel := context.WithCancel(m.ctx)
+	b := &bound{spec: s, ln: ln, addr: ln.Addr().String(), cancel: cancel, servers: map[Chain]*chainServer{}}
 	log := m.opts.Logger.With("listener", s.Name, "address", b.addr)
-	if s.HTTP {
-		protocols := new(http.Protocols)
-		protocols.SetHTTP1(s.Codec != resource.CodecHTTP2)
-		protocols.SetUnencryptedHTTP2(s.Codec != resource.CodecHTTP1)
-		b.server = &http.Server{
-			Handler:           m.opts.HTTPHandler(s.Name),
-			Protocols:         protocols,
-			ReadHeaderTimeout: 30 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		}
-		m.wg.Go(func() {
-			if err := b.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("http listener stopped", "error", err)
-			}
-		})
-	} else {
-		ctx, cancel := context.WithCancel(m.ctx)
-		b.cancel = cancel
-		m.wg.Go(func() { m.acceptTCP(ctx, ln, s.Name, log) })
-	}
-	log.Info("listener bound", "http", s.HTTP)
+	m.wg.Go(func() { m.accept(ctx, b, log) })
+	log.Info("listener bound")
 	return b, nil
 }
 
-func (m *Manager) acceptTCP(ctx context.Context, ln net.Listener, name string, log *slog.Logger) {
+// startDNS binds UDP and, on the same address, TCP (best effort: DNS over TCP is only
+// needed for answers too large for UDP).
+func (m *Manager) startDNS(s Spec) (*bound, error) {
+	pc, err := net.ListenPacket("udp", s.Address)
+	if err != nil {
+		return nil, err
+	}
+	log := m.opts.Logger.With("listener", s.Name, "address", pc.LocalAddr().String())
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		log.Warn("dns over tcp not available", "error", err)
+		ln = nil
+	}
+	var h mdns.Handler = mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+		resp := new(mdns.Msg)
+		resp.SetRcode(r, mdns.RcodeRefused)
+		_ = w.WriteMsg(resp)
+	})
+	if m.opts.DNSHandler != nil {
+		h = m.opts.DNSHandler(s.Name)
+	}
+	b := &bound{spec: s, pc: pc, ln: ln, addr: pc.LocalAddr().String(), cancel: func() {}}
+	b.dns = dns.Serve(pc, ln, h, log)
+	log.Info("dns listener bound", "tcp", ln != nil)
+	return b, nil
+}
+
+func (m *Manager) accept(ctx context.Context, b *bound, log *slog.Logger) {
 	var conns sync.WaitGroup
 	defer conns.Wait()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	stop := context.AfterFunc(ctx, func() { b.ln.Close() })
 	defer stop()
 	for {
-		conn, err := ln.Accept()
+		conn, err := b.ln.Accept()
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 				log.Error("tcp accept failed", "error", err)
 			}
 			return
 		}
-		conns.Go(func() { m.opts.ServeTCP(ctx, conn, name) })
+		conns.Go(func() { m.handle(ctx, b, conn, log) })
 	}
 }
 
-// stop closes a listener. A removed HTTP listener stops accepting and lets its requests
-// finish in the background (drain); on shutdown (wait) the caller waits for them.
-func (m *Manager) stop(b *bound, wait bool) {
-	m.opts.Logger.Info("listener closing", "listener", b.spec.Name, "address", b.addr)
-	if b.server != nil {
-		shutdown := func() {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), 5*time.Second)
-			defer cancel()
-			if err := b.server.Shutdown(ctx); err != nil {
-				b.server.Close()
-			}
-		}
-		if wait {
-			shutdown()
-		} else {
-			b.ln.Close()
-			m.wg.Go(shutdown)
-		}
+// handle runs the listener filters, picks the filter chain and hands the connection
+// to it.
+func (m *Manager) handle(ctx context.Context, b *bound, conn net.Conn, log *slog.Logger) {
+	l := m.opts.Lookup(b.spec.Name)
+	if l == nil {
+		conn.Close()
 		return
 	}
+	c := inspect.Wrap(conn)
+	f := l.ListenerFilters()
+	if f.OriginalDst {
+		if err := inspect.RestoreOriginalDst(c); err != nil {
+			log.Warn("original destination unknown; closing", "peer", conn.RemoteAddr(), "error", err)
+			conn.Close()
+			return
+		}
+	}
+	port := int(c.Dst().Port())
+	res, err := inspect.Inspect(c, inspect.Options{
+		TLS:     f.TLSInspector != nil && !f.TLSInspector.Disabled(port),
+		HTTP:    f.HTTPInspector != nil && !f.HTTPInspector.Disabled(port),
+		Timeout: f.Timeout,
+	})
+	switch {
+	case errors.Is(err, inspect.ErrTimeout) && f.ContinueOnTimeout:
+		// Nothing detected in time: handled as opaque TCP (server-first protocols).
+	case err != nil:
+		log.Debug("listener filters failed; closing", "peer", conn.RemoteAddr(), "error", err)
+		conn.Close()
+		return
+	}
+	ci := filterchain.ConnInfo{Dst: c.Dst(), ServerName: res.ServerName, TransportProtocol: res.TransportProtocol, ApplicationProtocols: res.ApplicationProtocols}
+	chain, ok := l.SelectChain(ci)
+	if !ok {
+		log.Debug("no filter chain matches; closing", "peer", conn.RemoteAddr(), "destination", ci.Dst, "protocols", ci.ApplicationProtocols)
+		conn.Close()
+		return
+	}
+	if !chain.HTTP {
+		m.opts.ServeTCP(ctx, c, b.spec.Name, chain.Name)
+		return
+	}
+	cs := m.chainServer(b, chain, log)
+	if cs == nil || !cs.ln.push(ctx, c) {
+		conn.Close()
+	}
+}
+
+// chainServer returns the HTTP server of a filter chain, starting it on first use.
+func (m *Manager) chainServer(b *bound, chain Chain, log *slog.Logger) *chainServer {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	if cs := b.servers[chain]; cs != nil {
+		return cs
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(chain.Codec != resource.CodecHTTP2)
+	protocols.SetUnencryptedHTTP2(chain.Codec != resource.CodecHTTP1)
+	cs := &chainServer{ln: newChanListener(b.ln.Addr())}
+	cs.srv = &http.Server{
+		Handler:           m.opts.HTTPHandler(b.spec.Name, chain.Name),
+		Protocols:         protocols,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if ic, ok := c.(*inspect.Conn); ok {
+				return inspect.ContextWithConn(ctx, ic)
+			}
+			return ctx
+		},
+	}
+	b.servers[chain] = cs
+	m.wg.Go(func() {
+		if err := cs.srv.Serve(cs.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "chain", chain.Name, "error", err)
+		}
+	})
+	return cs
+}
+
+// stop closes a listener. A removed listener stops accepting; its HTTP requests finish
+// in the background (drain) and its TCP connections live on until the manager's context
+// ends, as Envoy drains. On shutdown (wait) the caller waits for HTTP requests and TCP
+// connections are closed.
+func (m *Manager) stop(b *bound, wait bool) {
+	m.opts.Logger.Info("listener closing", "listener", b.spec.Name, "address", b.addr)
+	if b.dns != nil {
+		b.dns.Shutdown()
+		return
+	}
+	b.mu.Lock()
+	b.closed = true
+	servers := make([]*chainServer, 0, len(b.servers))
+	for _, cs := range b.servers {
+		servers = append(servers, cs)
+	}
+	b.mu.Unlock()
+	b.ln.Close()
+	shutdown := func() {
+		for _, cs := range servers {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), 5*time.Second)
+			if err := cs.srv.Shutdown(ctx); err != nil {
+				cs.srv.Close()
+			}
+			cs.ln.Close() // also when Serve had not started yet
+			cancel()
+		}
+	}
 	if wait {
+		shutdown()
 		b.cancel()
 		return
 	}
-	// A removed TCP listener stops accepting; its open connections live on until the
-	// manager's context ends, as Envoy keeps draining connections.
-	b.ln.Close()
+	m.wg.Go(shutdown)
 }
 
 // Close stops every listener, waits for HTTP requests to finish (up to 5 s) and for the
@@ -183,3 +325,43 @@ func (m *Manager) Close() {
 	}
 	m.wg.Wait()
 }
+
+// chanListener is a net.Listener whose connections are pushed by the accept loop.
+type chanListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// push hands a connection to the server; false when the listener is closed.
+func (l *chanListener) push(ctx context.Context, c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.done:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }

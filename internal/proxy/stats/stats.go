@@ -20,6 +20,7 @@ type Metrics struct {
 	tcpConns   *prometheus.CounterVec
 	tcpBytes   *prometheus.CounterVec
 	xdsUpdates *prometheus.CounterVec
+	dnsQueries *prometheus.CounterVec
 
 	requestChildren sync.Map // requestKey -> *requestChild
 }
@@ -54,8 +55,11 @@ func New() *Metrics {
 		xdsUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "skein_xds_updates_total", Help: "xDS responses, by type and result (ack, nack).",
 		}, []string{"type", "result"}),
+		dnsQueries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "skein_dns_queries_total", Help: "DNS queries answered by the sidecar's DNS proxy, by result (local, forwarded, nxdomain, error).",
+		}, []string{"result"}),
 	}
-	m.Registry.MustRegister(m.requests, m.duration, m.tcpConns, m.tcpBytes, m.xdsUpdates,
+	m.Registry.MustRegister(m.requests, m.duration, m.tcpConns, m.tcpBytes, m.xdsUpdates, m.dnsQueries,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -93,3 +97,6 @@ func (m *Metrics) XDSUpdate(typ string, accepted bool) {
 	}
 	m.xdsUpdates.WithLabelValues(typ, result).Inc()
 }
+
+// DNSQuery counts one DNS query by result.
+func (m *Metrics) DNSQuery(result string) { m.dnsQueries.WithLabelValues(result).Inc() }

@@ -42,6 +42,11 @@ type Cluster struct {
 	UseDownstreamProtocol bool
 	ConnectTimeout        time.Duration
 	LB                    resource.LBPolicy
+	// OriginalDst: connections go to the downstream connection's original destination
+	// (ORIGINAL_DST cluster); Pick returns nil.
+	OriginalDst bool
+	// BindAddress is the source address of upstream connections ("" = any).
+	BindAddress string
 
 	endpoints []*Endpoint
 	uniform   bool // all weights equal: plain modulo round robin
@@ -59,6 +64,8 @@ func NewCluster(def *resource.Cluster, eps *resource.Endpoints, prev *Cluster) *
 		UseDownstreamProtocol: def.UseDownstreamProtocol,
 		ConnectTimeout:        def.ConnectTimeout,
 		LB:                    def.LB,
+		OriginalDst:           def.Kind == resource.ClusterOriginalDst,
+		BindAddress:           def.BindAddress,
 		cursor:                new(atomic.Uint64),
 		uniform:               true,
 	}

@@ -339,8 +339,10 @@ func (c *Client) updateSubscriptions(stream adsStream, typeURL string) error {
 	case resource.ListenerType:
 		var names []string
 		for _, r := range c.types[resource.ListenerType].resources {
-			if h := r.(*resource.Listener).HTTP; h != nil && h.RDSName != "" && !slices.Contains(names, h.RDSName) {
-				names = append(names, h.RDSName)
+			for _, n := range r.(*resource.Listener).RDSNames() {
+				if !slices.Contains(names, n) {
+					names = append(names, n)
+				}
 			}
 		}
 		return c.resubscribe(stream, resource.RouteType, names)
