@@ -216,8 +216,8 @@ func (m *Manager) handle(ctx context.Context, b *bound, conn net.Conn, log *slog
 	}
 	port := int(c.Dst().Port())
 	res, err := inspect.Inspect(c, inspect.Options{
-		TLS:     f.TLSInspector != nil && !f.TLSInspector.Disabled(port),
-		HTTP:    f.HTTPInspector != nil && !f.HTTPInspector.Disabled(port),
+		TLS:     f.TLSInspector != nil && !f.TLSInspector.Off(port),
+		HTTP:    f.HTTPInspector != nil && !f.HTTPInspector.Off(port),
 		Timeout: f.Timeout,
 	})
 	switch {

@@ -58,17 +58,47 @@ type ListenerFilters struct {
 
 // Inspector is a configured inspecting listener filter.
 type Inspector struct {
-	// DisabledPorts: the filter does not run for connections to these destination
-	// ports (filter_disabled: or_match of destination_port_range).
-	DisabledPorts []PortRange
+	// Disabled, when set, says for which connections the filter does not run
+	// (filter_disabled).
+	Disabled *PortPredicate
 }
 
-// Disabled reports whether the inspector is off for a destination port.
-func (i *Inspector) Disabled(port int) bool {
-	for _, r := range i.DisabledPorts {
-		if port >= r.Start && port < r.End {
-			return true
+// Off reports whether the inspector is disabled for a destination port.
+func (i *Inspector) Off(port int) bool { return i.Disabled != nil && i.Disabled.Match(port) }
+
+// PortPredicate is the subset of ListenerFilterChainMatchPredicate skein implements:
+// destination port ranges combined with or/and/not, and any.
+type PortPredicate struct {
+	Any   bool
+	Range *PortRange
+	Or    []*PortPredicate
+	And   []*PortPredicate
+	Not   *PortPredicate
+}
+
+// Match evaluates the predicate for a destination port.
+func (p *PortPredicate) Match(port int) bool {
+	switch {
+	case p.Any:
+		return true
+	case p.Range != nil:
+		return port >= p.Range.Start && port < p.Range.End
+	case p.Not != nil:
+		return !p.Not.Match(port)
+	case p.Or != nil:
+		for _, q := range p.Or {
+			if q.Match(port) {
+				return true
+			}
 		}
+		return false
+	case p.And != nil:
+		for _, q := range p.And {
+			if !q.Match(port) {
+				return false
+			}
+		}
+		return true
 	}
 	return false
 }

@@ -205,11 +205,11 @@ func listenerFilters(pb *listenerv3.Listener) (ListenerFilters, error) {
 			return out, fmt.Errorf("%s: listener filters must be original_dst, tls_inspector, http_inspector, each at most once, in that order", field)
 		}
 		last = pos
-		var disabled []PortRange
+		var disabled *PortPredicate
 		if p := lf.GetFilterDisabled(); p != nil {
 			var err error
-			if disabled, err = disabledPorts(p); err != nil {
-				return out, fmt.Errorf("%s.filter_disabled: %w", field, err)
+			if disabled, err = portPredicate(p, 0); err != nil {
+				return out, fmt.Errorf("%s.filter_disabled.%w", field, err)
 			}
 		}
 		switch tc.GetTypeUrl() {
@@ -217,7 +217,7 @@ func listenerFilters(pb *listenerv3.Listener) (ListenerFilters, error) {
 			if err := tc.UnmarshalTo(&origdstv3.OriginalDst{}); err != nil {
 				return out, err
 			}
-			if len(disabled) > 0 {
+			if disabled != nil {
 				return out, fmt.Errorf("%s.filter_disabled: not supported for original_dst", field)
 			}
 			out.OriginalDst = true
@@ -225,12 +225,12 @@ func listenerFilters(pb *listenerv3.Listener) (ListenerFilters, error) {
 			if err := tc.UnmarshalTo(&tlsinspectorv3.TlsInspector{}); err != nil {
 				return out, err
 			}
-			out.TLSInspector = &Inspector{DisabledPorts: disabled}
+			out.TLSInspector = &Inspector{Disabled: disabled}
 		case httpInspectorTypeURL:
 			if err := tc.UnmarshalTo(&httpinspectorv3.HttpInspector{}); err != nil {
 				return out, err
 			}
-			out.HTTPInspector = &Inspector{DisabledPorts: disabled}
+			out.HTTPInspector = &Inspector{Disabled: disabled}
 		}
 	}
 	out.Timeout = defaultListenerFiltersTimeout
@@ -244,35 +244,53 @@ func listenerFilters(pb *listenerv3.Listener) (ListenerFilters, error) {
 	return out, nil
 }
 
-// disabledPorts reads the filter_disabled predicates skein supports: one
-// destination_port_range, or an or_match of them.
-func disabledPorts(p *listenerv3.ListenerFilterChainMatchPredicate) ([]PortRange, error) {
-	rangeOf := func(q *listenerv3.ListenerFilterChainMatchPredicate) (PortRange, error) {
-		r := q.GetDestinationPortRange()
-		if r == nil {
-			return PortRange{}, errors.New("only destination_port_range rules (or an or_match of them) are supported")
-		}
-		if r.GetStart() < 0 || r.GetEnd() <= r.GetStart() || r.GetEnd() > 65536 {
-			return PortRange{}, fmt.Errorf("destination_port_range [%d, %d) is empty or out of range", r.GetStart(), r.GetEnd())
-		}
-		return PortRange{Start: int(r.GetStart()), End: int(r.GetEnd())}, nil
+// portPredicate reads a filter_disabled predicate: destination_port_range rules
+// combined with or_match, and_match, not_match, and any_match.
+func portPredicate(p *listenerv3.ListenerFilterChainMatchPredicate, depth int) (*PortPredicate, error) {
+	if depth > 8 {
+		return nil, errors.New("predicate nested too deep")
 	}
-	if set := p.GetOrMatch(); set != nil {
-		var out []PortRange
-		for i, rule := range set.GetRules() {
-			r, err := rangeOf(rule)
+	set := func(ms *listenerv3.ListenerFilterChainMatchPredicate_MatchSet, name string) ([]*PortPredicate, error) {
+		if len(ms.GetRules()) < 2 {
+			return nil, fmt.Errorf("%s: at least 2 rules", name)
+		}
+		var out []*PortPredicate
+		for i, r := range ms.GetRules() {
+			q, err := portPredicate(r, depth+1)
 			if err != nil {
-				return nil, fmt.Errorf("or_match.rules[%d]: %w", i, err)
+				return nil, fmt.Errorf("%s.rules[%d].%w", name, i, err)
 			}
-			out = append(out, r)
+			out = append(out, q)
 		}
 		return out, nil
 	}
-	r, err := rangeOf(p)
+	var err error
+	out := &PortPredicate{}
+	switch {
+	case p.GetOrMatch() != nil:
+		out.Or, err = set(p.GetOrMatch(), "or_match")
+	case p.GetAndMatch() != nil:
+		out.And, err = set(p.GetAndMatch(), "and_match")
+	case p.GetNotMatch() != nil:
+		out.Not, err = portPredicate(p.GetNotMatch(), depth+1)
+		if err != nil {
+			err = fmt.Errorf("not_match.%w", err)
+		}
+	case p.GetDestinationPortRange() != nil:
+		r := p.GetDestinationPortRange()
+		if r.GetStart() < 0 || r.GetEnd() <= r.GetStart() || r.GetEnd() > 65536 {
+			return nil, fmt.Errorf("destination_port_range [%d, %d) is empty or out of range", r.GetStart(), r.GetEnd())
+		}
+		out.Range = &PortRange{Start: int(r.GetStart()), End: int(r.GetEnd())}
+	case p.GetAnyMatch():
+		out.Any = true
+	default:
+		return nil, errors.New("rule: want one of or_match, and_match, not_match, any_match, destination_port_range")
+	}
 	if err != nil {
 		return nil, err
 	}
-	return []PortRange{r}, nil
+	return out, nil
 }
 
 func (d *Decoder) httpConnectionManager(pb *hcmv3.HttpConnectionManager) (*HTTPConnectionManager, error) {

@@ -39,6 +39,9 @@ func (b *builder) clusters() []types.Resource {
 	for _, cp := range b.inboundPorts() {
 		out = append(out, b.inboundCluster(cp))
 	}
+	if b.capture() {
+		out = append(out, b.captureClusters()...)
+	}
 	return sortByName(out)
 }
 
@@ -49,8 +52,18 @@ func (b *builder) outboundCluster(sp servicePort, subset string, lb cluster.Clus
 		EdsClusterConfig:              &cluster.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()},
 		ConnectTimeout:                durationpb.New(ConnectTimeout),
 		LbPolicy:                      lb,
-		TypedExtensionProtocolOptions: b.protocolOptions(sp.port.Protocol),
+		TypedExtensionProtocolOptions: b.outboundProtocolOptions(sp.port.Protocol),
 	}
+}
+
+// outboundProtocolOptions: a port without a declared protocol is sniffed in capture
+// mode, so its cluster speaks whatever HTTP version the client spoke (Istio's choice);
+// elsewhere the declared protocol decides.
+func (b *builder) outboundProtocolOptions(p model.Protocol) map[string]*anypb.Any {
+	if p == model.ProtocolUnknown && b.capture() {
+		return b.inboundProtocolOptions(model.ProtocolHTTP)
+	}
+	return b.protocolOptions(p)
 }
 
 // inboundCluster sends to the app on the proxy's IP: at the container port, or where
@@ -61,6 +74,16 @@ func (b *builder) inboundCluster(containerPort int) *cluster.Cluster {
 	if p, ok := b.proxy.AppPorts[containerPort]; ok && p > 0 {
 		appPort = p
 	}
+	appIP := b.proxy.IP
+	protocol := b.inboundProtocol(containerPort)
+	if b.capture() {
+		// The app shares the sidecar's network namespace and listens on the container
+		// port; loopback is never captured.
+		appIP = "127.0.0.1"
+		if protocol = b.declaredInboundProtocol(containerPort); protocol == model.ProtocolUnknown {
+			protocol = model.ProtocolHTTP // sniffed: HTTP chains use the caller's version
+		}
+	}
 	return &cluster.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_STATIC},
@@ -68,10 +91,10 @@ func (b *builder) inboundCluster(containerPort int) *cluster.Cluster {
 		LoadAssignment: &endpoint.ClusterLoadAssignment{
 			ClusterName: name,
 			Endpoints: []*endpoint.LocalityLbEndpoints{{
-				LbEndpoints: []*endpoint.LbEndpoint{lbEndpoint(b.proxy.IP, appPort, nil)},
+				LbEndpoints: []*endpoint.LbEndpoint{lbEndpoint(appIP, appPort, nil)},
 			}},
 		},
-		TypedExtensionProtocolOptions: b.inboundProtocolOptions(b.inboundProtocol(containerPort)),
+		TypedExtensionProtocolOptions: b.inboundProtocolOptions(protocol),
 	}
 }
 
@@ -140,10 +163,21 @@ func adsConfigSource() *core.ConfigSource {
 	}
 }
 
-// inboundPorts lists the container ports a sidecar has inbound listeners for.
+// inboundPorts lists the container ports a sidecar has inbound listeners (CaptureNone)
+// or virtualInbound filter chains (CaptureIPTables) for.
 func (b *builder) inboundPorts() []int {
 	if b.proxy == nil {
 		return nil
+	}
+	if b.capture() {
+		var ports []int
+		if w := b.workloads[b.proxy.Workload]; w != nil {
+			for _, cp := range w.Ports {
+				ports = append(ports, cp.ContainerPort)
+			}
+		}
+		sort.Ints(ports)
+		return ports
 	}
 	ports := make([]int, 0, len(b.proxy.InboundPorts))
 	for cp := range b.proxy.InboundPorts {
@@ -153,10 +187,19 @@ func (b *builder) inboundPorts() []int {
 	return ports
 }
 
-// inboundProtocol is the protocol of one of the proxy's container ports: the container
-// port's appProtocol, else the protocol of a service port of the proxy's namespace that
-// selects the proxy and targets that container port, else TCP.
+// inboundProtocol is the protocol of one of the proxy's container ports as CaptureNone
+// treats it: the declared one, else TCP (nothing sniffs there).
 func (b *builder) inboundProtocol(containerPort int) model.Protocol {
+	if p := b.declaredInboundProtocol(containerPort); p != model.ProtocolUnknown {
+		return p
+	}
+	return model.ProtocolTCP
+}
+
+// declaredInboundProtocol is the container port's appProtocol, else the protocol of a
+// service port of the proxy's namespace that selects the proxy and targets that
+// container port, else ProtocolUnknown.
+func (b *builder) declaredInboundProtocol(containerPort int) model.Protocol {
 	labels := b.proxy.Labels
 	if w := b.workloads[b.proxy.Workload]; w != nil {
 		for _, cp := range w.Ports {
@@ -176,5 +219,5 @@ func (b *builder) inboundProtocol(containerPort int) model.Protocol {
 			return sp.port.Protocol
 		}
 	}
-	return model.ProtocolTCP
+	return model.ProtocolUnknown
 }

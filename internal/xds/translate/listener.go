@@ -21,6 +21,9 @@ func (b *builder) listeners() ([]types.Resource, error) {
 	if b.proxy == nil {
 		return nil, nil
 	}
+	if b.capture() {
+		return b.captureListeners()
+	}
 	var out []*listener.Listener
 	for _, cp := range b.inboundPorts() {
 		out = append(out, b.inboundListener(cp))
@@ -48,9 +51,18 @@ func (b *builder) listeners() ([]types.Resource, error) {
 // app: HTTP ports through an inline route, other ports byte for byte.
 func (b *builder) inboundListener(containerPort int) *listener.Listener {
 	name := InboundListenerName(containerPort)
+	return b.listener(name, b.proxy.InboundPorts[containerPort], b.inboundFilter(containerPort, b.inboundProtocol(containerPort).IsHTTP()))
+}
+
+// inboundFilter is the network filter for a container port's inbound traffic: an HTTP
+// connection manager with an inline route to the inbound cluster, or a tcp_proxy to
+// it. It is the same in both capture modes: CaptureNone puts it in the port's own
+// listener, CaptureIPTables in virtualInbound's chain for the port.
+func (b *builder) inboundFilter(containerPort int, http bool) *listener.Filter {
+	name := InboundListenerName(containerPort)
 	cluster := InboundClusterName(containerPort)
-	if !b.inboundProtocol(containerPort).IsHTTP() {
-		return b.listener(name, b.proxy.InboundPorts[containerPort], b.tcpProxy(name, []weightedCluster{{name: cluster, weight: 100}}))
+	if !http {
+		return b.tcpProxy(name, []weightedCluster{{name: cluster, weight: 100}})
 	}
 	rc := &route.RouteConfiguration{
 		Name: name,
@@ -67,7 +79,7 @@ func (b *builder) inboundListener(containerPort int) *listener.Listener {
 			}},
 		}},
 	}
-	return b.listener(name, b.proxy.InboundPorts[containerPort], b.httpConnectionManager(name, rc))
+	return b.httpConnectionManager(name, rc)
 }
 
 // listener wraps one network filter in the single filter chain the proxy accepts.

@@ -33,6 +33,9 @@ func (b *builder) routes() ([]types.Resource, error) {
 		}
 		return sortByName(out), nil
 	}
+	if b.capture() {
+		return b.captureRoutes()
+	}
 	if b.proxy.OutboundHTTPPort != 0 {
 		rc := &route.RouteConfiguration{Name: OutboundHTTPProxyName}
 		for _, sp := range b.ports {

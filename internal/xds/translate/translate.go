@@ -38,7 +38,7 @@ func (r *Resources) ByType() map[resource.Type][]types.Resource {
 }
 
 // ErrUnsupportedProxy is returned for proxies this translator cannot configure yet
-// (gateways, iptables capture).
+// (gateways).
 var ErrUnsupportedProxy = errors.New("unsupported proxy")
 
 // ErrInvalidRoute is wrapped by errors about routes that cannot be translated.
@@ -70,7 +70,7 @@ func ForProxy(mesh *model.Mesh, proxy *model.Proxy) (*Resources, error) {
 		if proxy.Role != "" && proxy.Role != model.RoleSidecar {
 			return nil, fmt.Errorf("proxy %s: role %q: %w", proxy.ID, proxy.Role, ErrUnsupportedProxy)
 		}
-		if proxy.Capture != "" && proxy.Capture != model.CaptureNone {
+		if proxy.Capture != "" && proxy.Capture != model.CaptureNone && proxy.Capture != model.CaptureIPTables {
 			return nil, fmt.Errorf("proxy %s: capture mode %q: %w", proxy.ID, proxy.Capture, ErrUnsupportedProxy)
 		}
 	}

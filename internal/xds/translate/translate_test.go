@@ -234,9 +234,9 @@ func TestErrors(t *testing.T) {
 			wantErr: ErrUnsupportedProxy,
 		},
 		{
-			name:    "iptables capture",
+			name:    "unknown capture mode",
 			mesh:    &model.Mesh{},
-			proxy:   &model.Proxy{ID: "p", Capture: model.CaptureIPTables},
+			proxy:   &model.Proxy{ID: "p", Capture: "ebpf"},
 			wantErr: ErrUnsupportedProxy,
 		},
 		{
