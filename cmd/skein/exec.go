@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -18,7 +19,7 @@ func newExecCmd() *cobra.Command {
 	var stateDir string
 	cmd := &cobra.Command{
 		Use:   "exec WORKLOAD[.NAMESPACE] -- CMD [ARGS...]",
-		Short: "Run a command as a workload would: through its sidecar, with its environment",
+		Short: "Run a command as a workload would: in its pod (isolation netns) or through its sidecar, with its environment",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, ns, _ := strings.Cut(args[0], ".")
@@ -35,6 +36,14 @@ func newExecCmd() *cobra.Command {
 				return err
 			}
 			argv := supervisor.ResolveCommand(args[1:], self)
+			if env.Netns != "" {
+				// Inside the pod, as kubectl exec: its network namespace and resolv.conf,
+				// as the app's user (not the sidecar's).
+				if os.Geteuid() != 0 {
+					return &exitError{code: 2, err: fmt.Errorf("workload %s runs in network namespace %s: skein exec into it needs root", args[0], env.Netns)}
+				}
+				argv = append([]string{self, "netns-exec", "--netns", env.Netns, "--"}, argv...)
+			}
 			c := exec.CommandContext(cmd.Context(), argv[0], argv[1:]...)
 			c.Env = append(os.Environ(), env.Env...)
 			c.Stdin, c.Stdout, c.Stderr = os.Stdin, cmd.OutOrStdout(), cmd.ErrOrStderr()

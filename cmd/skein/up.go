@@ -5,17 +5,22 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"net/netip"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"skein.dev/skein/examples/demo"
+	"skein.dev/skein/internal/model"
 	"skein.dev/skein/internal/runtime/local"
+	"skein.dev/skein/internal/runtime/local/podnet"
 	"skein.dev/skein/internal/runtime/local/statedir"
 )
 
 func newUpCmd() *cobra.Command {
-	var stateDir, isolation, logLevel string
+	var stateDir, isolation, logLevel, podCIDR, outboundPolicy string
+	var detection time.Duration
 	cmd := &cobra.Command{
 		Use:   "up [DIR]",
 		Short: "Run a whole mesh on this machine from a folder of YAML (default: the built-in demo)",
@@ -23,12 +28,31 @@ func newUpCmd() *cobra.Command {
 process, from the Kubernetes, Istio and skein Workload YAML in DIR. Files in DIR are
 watched: a valid edit applies without restart; an invalid one is reported (file:line:
 field) and the previous config keeps serving. Ctrl-C (or skein down) stops everything.
-Without DIR, the built-in demo (frontend → catalog v1/v2 → inventory) is used.`,
+Without DIR, the built-in demo (frontend → catalog v1/v2 → inventory) is used.
+
+Isolation: as root with ip and iptables, each replica runs as a pod (own network
+namespace on a bridge, traffic captured by iptables as istio-init does, DNS answered
+by its sidecar): apps call http://catalog:8080/ unmodified. Otherwise everything runs
+on 127.0.0.1 and apps reach the mesh through HTTP_PROXY and per-service ports.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			self, err := os.Executable()
 			if err != nil {
 				return err
+			}
+			cidr, err := netip.ParsePrefix(podCIDR)
+			if err != nil || !cidr.Addr().Is4() {
+				return fmt.Errorf("--pod-cidr %q: want an IPv4 CIDR such as %s", podCIDR, podnet.DefaultCIDR)
+			}
+			policy, err := model.ParseOutboundTrafficPolicy(outboundPolicy)
+			if err != nil {
+				return fmt.Errorf("--outbound-traffic-policy: %w", err)
+			}
+			if detection < 0 {
+				return fmt.Errorf("--protocol-detection-timeout %v: must not be negative (0 waits forever)", detection)
+			}
+			if detection == 0 {
+				detection = -1 // the model's "no timeout"
 			}
 			dir := ""
 			if len(args) == 1 {
@@ -47,12 +71,19 @@ Without DIR, the built-in demo (frontend → catalog v1/v2 → inventory) is use
 				Self:      self,
 				Logger:    newLogger(logLevel),
 				Out:       cmd.OutOrStdout(),
+
+				PodCIDR:                  cidr,
+				OutboundTrafficPolicy:    policy,
+				ProtocolDetectionTimeout: detection,
 			})
 		},
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", statedir.Default(), "folder for this instance's record and logs ($"+statedir.EnvVar+")")
 	cmd.Flags().StringVar(&isolation, "isolation", "auto", "workload isolation: auto, none or netns")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&podCIDR, "pod-cidr", podnet.DefaultCIDR.String(), "isolation netns: where pod addresses come from (each instance takes a /24 of it)")
+	cmd.Flags().StringVar(&outboundPolicy, "outbound-traffic-policy", string(model.OutboundAllowAny), "isolation netns: ALLOW_ANY passes traffic to non-mesh addresses through, REGISTRY_ONLY refuses it")
+	cmd.Flags().DurationVar(&detection, "protocol-detection-timeout", model.DefaultProtocolDetectionTimeout, "isolation netns: how long a sidecar waits for a client's first bytes on a port without a declared protocol before treating it as TCP (0: forever)")
 	return cmd
 }
 

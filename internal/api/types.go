@@ -51,6 +51,9 @@ type Replica struct {
 	Outbound string `json:"outbound,omitempty"`
 	// Admin is the sidecar's admin address (/ready, /config_dump, /stats/prometheus).
 	Admin string `json:"admin"`
+	// IP and Netns are the pod's address and network namespace (isolation netns).
+	IP    string `json:"ip,omitempty"`
+	Netns string `json:"netns,omitempty"`
 	// ProxyID is the xDS node id of the sidecar.
 	ProxyID    string `json:"proxyID"`
 	ProxyState string `json:"proxyState"`
@@ -85,4 +88,7 @@ type ExecEnv struct {
 	Replica   int      `json:"replica"`
 	Env       []string `json:"env"`
 	Dir       string   `json:"dir,omitempty"`
+	// Netns, in isolation netns, is the pod's network namespace: the command runs in
+	// it (as the app does), not on the host.
+	Netns string `json:"netns,omitempty"`
 }

@@ -149,8 +149,10 @@ func checkName(name string) error {
 // Do runs fn on an OS thread that has joined the named namespace. Sockets fn creates
 // belong to the namespace (and stay there afterwards), and processes fn starts with
 // os/exec are born in it. Goroutines fn starts run elsewhere, outside the namespace.
-// The thread is never returned to the Go scheduler: it exits when fn returns, so its
-// namespace cannot leak to other goroutines.
+// The thread joins its original namespace again before it is unlocked. It must not be
+// thrown away instead (by exiting while locked): a child started with a parent-death
+// signal by any goroutine that ran on that thread before would be killed with it.
+// Only if going back fails is the thread left locked, to die with the goroutine.
 func Do(name string, fn func() error) error {
 	if err := checkName(name); err != nil {
 		return err
@@ -165,12 +167,24 @@ func Do(name string, fn func() error) error {
 	defer f.Close()
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked on purpose: the thread dies with us
+		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("setns %s: %w", name, err)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }

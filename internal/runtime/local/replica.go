@@ -13,7 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"skein.dev/skein/internal/capture"
 	"skein.dev/skein/internal/model"
+	"skein.dev/skein/internal/runtime/local/podnet"
 	"skein.dev/skein/internal/runtime/local/supervisor"
 )
 
@@ -36,6 +38,12 @@ type replicaRun struct {
 	client    *http.Client
 	adminPort int
 	port      int // the app's $PORT
+
+	// Isolation netns: the replica's pod, the network it belongs to, and the
+	// container ports the app listens on.
+	pod      *podnet.Pod
+	pods     *podnet.Network
+	podPorts []int
 }
 
 func (r *replicaRun) appPort() int { return r.port }
@@ -50,6 +58,9 @@ func (r *replicaRun) firstPort() (int, bool) {
 }
 
 func (r *replicaRun) inboundAddr() string {
+	if r.pod != nil {
+		return net.JoinHostPort(r.proxy.IP, strconv.Itoa(capture.DefaultInboundPort))
+	}
 	if cp, ok := r.firstPort(); ok {
 		return net.JoinHostPort(r.proxy.IP, strconv.Itoa(r.proxy.InboundPorts[cp]))
 	}
@@ -76,6 +87,9 @@ func (r *replicaRun) probe(ctx context.Context) bool {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return false
+	}
+	if r.pod != nil {
+		return r.probePod(ctx)
 	}
 	for _, p := range r.proxy.AppPorts {
 		var d net.Dialer
@@ -175,12 +189,25 @@ func (r *replicaRun) stop() {
 	if r.app != nil {
 		r.app.Stop(3 * time.Second)
 	}
-	r.sidecar.Stop(2 * time.Second)
+	if r.sidecar != nil {
+		r.sidecar.Stop(2 * time.Second)
+	}
+	if r.pod != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = r.pods.RemovePod(ctx, r.pod)
+	}
 }
+
+// hasAppPorts reports whether the replica's app declares ports (it is probed then).
+func (r *replicaRun) hasAppPorts() bool { return len(r.proxy.AppPorts) > 0 || len(r.podPorts) > 0 }
 
 // startReplica allocates the replica's ports, starts its sidecar, waits briefly for it
 // to be ready (as Istio's holdApplicationUntilProxyStarts), then starts the app.
 func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workload, index int) (*replicaRun, error) {
+	if m.pods != nil {
+		return m.startPod(ctx, cfg, w, index)
+	}
 	suffix := cfg.Suffix()
 	type upstream struct {
 		svc  *model.Service

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"skein.dev/skein/internal/api"
+	"skein.dev/skein/internal/capture"
 	"skein.dev/skein/internal/model"
 	"skein.dev/skein/internal/runtime/local/supervisor"
 )
@@ -79,13 +80,20 @@ func (m *Mesh) Status() api.Status {
 			for cp, p := range r.proxy.InboundPorts {
 				ar.InboundPorts[strconv.Itoa(cp)] = net.JoinHostPort(r.proxy.IP, strconv.Itoa(p))
 			}
+			if r.pod != nil {
+				ar.IP, ar.Netns = r.proxy.IP, r.pod.Netns
+				ar.Outbound = net.JoinHostPort(r.proxy.IP, strconv.Itoa(capture.DefaultOutboundPort))
+				for _, cp := range r.podPorts {
+					ar.InboundPorts[strconv.Itoa(cp)] = net.JoinHostPort(r.proxy.IP, strconv.Itoa(cp))
+				}
+			}
 			if r.app != nil {
 				ar.State, ar.Pid, ar.Restarts = string(r.app.State()), r.app.Pid(), r.app.Restarts()
 				if r.app.State() != supervisor.StateRunning {
 					notReady = append(notReady, fmt.Sprintf("%s: app is %s", r.proxy.ID, ar.State))
 				}
 			}
-			if len(r.proxy.AppPorts) > 0 && !r.healthy.Load() {
+			if r.hasAppPorts() && !r.healthy.Load() {
 				notReady = append(notReady, fmt.Sprintf("%s: not serving yet (app port or sidecar not ready)", r.proxy.ID))
 			}
 			if r.sidecar.State() != supervisor.StateRunning {
@@ -125,5 +133,9 @@ func (m *Mesh) ExecEnv(name, namespace string) (api.ExecEnv, error) {
 		return api.ExecEnv{}, fmt.Errorf("workload %s.%s has no running replica", name, namespace)
 	}
 	r := w.replicas[0]
-	return api.ExecEnv{Workload: name, Namespace: namespace, Replica: r.index, Env: append([]string(nil), r.env...)}, nil
+	env := api.ExecEnv{Workload: name, Namespace: namespace, Replica: r.index, Env: append([]string(nil), r.env...)}
+	if r.pod != nil {
+		env.Netns = r.pod.Netns
+	}
+	return env, nil
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +21,7 @@ import (
 	"skein.dev/skein/internal/api"
 	"skein.dev/skein/internal/config"
 	"skein.dev/skein/internal/model"
+	"skein.dev/skein/internal/runtime/local/podnet"
 	"skein.dev/skein/internal/runtime/local/statedir"
 	"skein.dev/skein/internal/xds/server"
 )
@@ -41,6 +43,14 @@ type Options struct {
 	// XDSOverride, when set, lets tests replace what a node is served (see
 	// server.Server.Override); nil in production.
 	OnServer func(*server.Server)
+
+	// PodCIDR is where isolation netns takes pod addresses; podnet.DefaultCIDR when
+	// not valid.
+	PodCIDR netip.Prefix
+	// OutboundTrafficPolicy and ProtocolDetectionTimeout are the mesh-wide capture
+	// settings (see model.Mesh); zero values are the defaults.
+	OutboundTrafficPolicy    model.OutboundTrafficPolicy
+	ProtocolDetectionTimeout time.Duration
 }
 
 // Mesh is a running local mesh.
@@ -50,6 +60,11 @@ type Mesh struct {
 	xds      *server.Server
 	xdsAddr  string
 	shutdown context.CancelFunc
+
+	// pods is the pod network in isolation netns, nil otherwise; podXDS is the
+	// control plane's address as pods reach it (on the bridge).
+	pods   *podnet.Network
+	podXDS string
 
 	mu           sync.Mutex
 	cfg          *model.Mesh // last good config
@@ -61,15 +76,23 @@ type Mesh struct {
 	pushedHealth map[string]bool
 }
 
-// ResolveIsolation picks the isolation mode; auto falls back to none with a reason.
+// ResolveIsolation picks the isolation mode. auto is netns when it can work here (root
+// with `ip` and iptables), else none with a one-line reason; netns where it cannot
+// work is an error saying why.
 func ResolveIsolation(mode string) (string, string, error) {
 	switch mode {
 	case "", "auto":
-		return "none", "netns isolation is not implemented yet; using none (everything on 127.0.0.1)", nil
+		if why := netnsUnavailable(); why != "" {
+			return "none", why + "; using isolation none (everything on 127.0.0.1, apps use HTTP_PROXY)", nil
+		}
+		return "netns", "netns (each replica a pod: own network namespace, traffic captured by iptables)", nil
 	case "none":
 		return "none", "", nil
 	case "netns":
-		return "", "", errors.New("--isolation netns is not implemented yet (transparent capture is a later issue); use --isolation none")
+		if why := netnsUnavailable(); why != "" {
+			return "", "", fmt.Errorf("--isolation netns: %s; use --isolation none", why)
+		}
+		return "netns", "", nil
 	default:
 		return "", "", fmt.Errorf("--isolation %q: want auto, none or netns", mode)
 	}
@@ -128,6 +151,21 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	inst := statedir.Instance{Pid: os.Getpid(), API: apiLis.Addr().String(), XDS: m.xdsAddr,
+		ConfigDir: opts.ConfigDir, Isolation: isolation, StartedAt: time.Now()}
+	if err := statedir.Claim(opts.StateDir, inst); err != nil {
+		return err
+	}
+	defer statedir.Release(opts.StateDir, inst.Pid)
+	if isolation == "netns" {
+		// After Claim: the pod network's recovery removes what a previous instance of
+		// this state dir left, which must not be a live one.
+		stop, err := m.setupPodNetwork(ctx, cfg.Suffix(), &xdsLis)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	var wg sync.WaitGroup
 	goFn := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	goFn(func() {
@@ -137,13 +175,6 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	})
 	goFn(func() { _ = api.Serve(ctx, apiLis, m, m.logger) })
-
-	inst := statedir.Instance{Pid: os.Getpid(), API: apiLis.Addr().String(), XDS: m.xdsAddr,
-		ConfigDir: opts.ConfigDir, Isolation: isolation, StartedAt: time.Now()}
-	if err := statedir.Claim(opts.StateDir, inst); err != nil {
-		return err
-	}
-	defer statedir.Release(opts.StateDir, inst.Pid)
 
 	m.push()
 	m.reconcile(ctx)
@@ -214,6 +245,8 @@ func (m *Mesh) push() {
 	mesh := *m.cfg
 	mesh.Generation = m.pushGen
 	mesh.Endpoints = m.endpointsLocked()
+	mesh.OutboundTrafficPolicy = m.opts.OutboundTrafficPolicy
+	mesh.ProtocolDetectionTimeout = m.opts.ProtocolDetectionTimeout
 	m.xds.Update(&mesh)
 }
 
@@ -223,12 +256,16 @@ func (m *Mesh) endpointsLocked() []model.Endpoint {
 		for _, r := range w.replicas {
 			healthy := r.healthy.Load()
 			for _, cp := range w.spec.Ports {
+				port := r.proxy.InboundPorts[cp.ContainerPort]
+				if r.pod != nil {
+					port = cp.ContainerPort // captured by the pod's rules, like a pod IP:port
+				}
 				eps = append(eps, model.Endpoint{
 					Workload:   w.spec.NamespacedName,
 					Replica:    r.index,
 					Labels:     w.spec.Labels,
 					Address:    r.proxy.IP,
-					Port:       r.proxy.InboundPorts[cp.ContainerPort],
+					Port:       port,
 					TargetPort: cp.ContainerPort,
 					Healthy:    healthy,
 				})
