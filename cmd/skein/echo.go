@@ -23,6 +23,7 @@ type echoFlags struct {
 	propagate []string
 	echoEnv   []string
 	tcpEcho   bool
+	greeting  string
 	load      string
 	rps       float64
 	count     int
@@ -57,6 +58,7 @@ steady requests to a URL.`,
 	fl.StringSliceVar(&f.propagate, "propagate", nil, "extra headers copied to --call requests (tracing headers always are)")
 	fl.StringSliceVar(&f.echoEnv, "echo-env", nil, "environment variables to echo under \"env\"")
 	fl.BoolVar(&f.tcpEcho, "tcp-echo", false, "echo raw TCP instead of serving HTTP")
+	fl.StringVar(&f.greeting, "tcp-greeting", "", "with --tcp-echo: send this line first on every connection, as a server-first protocol (SMTP, MySQL) does")
 	fl.StringVar(&f.load, "load", "", "act as a load client sending GET requests to this URL")
 	fl.Float64Var(&f.rps, "rps", 5, "with --load: requests per second")
 	fl.IntVar(&f.count, "count", 0, "with --load: stop after this many requests (0: never)")
@@ -105,7 +107,11 @@ func runEcho(cmd *cobra.Command, f echoFlags) error {
 	}
 	if f.tcpEcho {
 		log.Info("tcp echo listening", "addr", ln.Addr())
-		return echo.ServeTCPEcho(ctx, ln, log)
+		greeting := f.greeting
+		if greeting != "" {
+			greeting += "\r\n"
+		}
+		return echo.ServeTCPEchoGreeting(ctx, ln, greeting, log)
 	}
 
 	opts := f.opts

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"time"
 

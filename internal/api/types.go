@@ -16,11 +16,15 @@ type Status struct {
 	ConfigErrors  []string  `json:"configErrors,omitempty"`
 	ConfigErrorAt time.Time `json:"configErrorAt,omitzero"`
 	// ControlPlaneError is a translation or consistency error of the newest push.
-	ControlPlaneError string     `json:"controlPlaneError,omitempty"`
-	Isolation         string     `json:"isolation"`
-	XDSAddress        string     `json:"xdsAddress"`
-	Workloads         []Workload `json:"workloads"`
-	Proxies           []Proxy    `json:"proxies"`
+	ControlPlaneError string `json:"controlPlaneError,omitempty"`
+	Isolation         string `json:"isolation"`
+	// PodSubnet and PodGateway (isolation netns): the pods' subnet and the bridge's
+	// address, where pods reach this machine.
+	PodSubnet  string     `json:"podSubnet,omitempty"`
+	PodGateway string     `json:"podGateway,omitempty"`
+	XDSAddress string     `json:"xdsAddress"`
+	Workloads  []Workload `json:"workloads"`
+	Proxies    []Proxy    `json:"proxies"`
 	// Ready is true when every replica runs and every proxy has ACKed the newest config.
 	Ready bool `json:"ready"`
 	// NotReady says why Ready is false, one line per reason.

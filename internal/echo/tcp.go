@@ -14,6 +14,13 @@ import (
 // cancelled. A client's half-close (CloseWrite) is honoured: the rest of its bytes are
 // echoed, then the server closes its side, so a client can read to EOF.
 func ServeTCPEcho(ctx context.Context, ln net.Listener, log *slog.Logger) error {
+	return ServeTCPEchoGreeting(ctx, ln, "", log)
+}
+
+// ServeTCPEchoGreeting is ServeTCPEcho for a server-first protocol: it sends greeting
+// (when not empty) as soon as a connection is accepted, before reading anything, as an
+// SMTP or MySQL server does.
+func ServeTCPEchoGreeting(ctx context.Context, ln net.Listener, greeting string, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -59,6 +66,11 @@ func ServeTCPEcho(ctx context.Context, ln net.Listener, log *slog.Logger) error 
 				mu.Unlock()
 				conn.Close()
 			}()
+			if greeting != "" {
+				if _, err := io.WriteString(conn, greeting); err != nil {
+					return
+				}
+			}
 			n, err := io.Copy(conn, conn)
 			if err != nil && !errors.Is(err, net.ErrClosed) {
 				log.Debug("tcp echo", "remote", conn.RemoteAddr(), "bytes", n, "err", err)

@@ -31,6 +31,9 @@ func (m *Mesh) Status() api.Status {
 		byID[p.ID] = ap
 		st.Proxies = append(st.Proxies, ap)
 	}
+	if m.pods != nil {
+		st.PodSubnet, st.PodGateway = m.pods.Subnet.String(), m.pods.Gateway.String()
+	}
 	if err := m.xds.LastError(); err != nil {
 		st.ControlPlaneError = err.Error()
 	}

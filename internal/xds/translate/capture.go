@@ -83,7 +83,7 @@ func (b *builder) capture() bool {
 
 // portGroup is every service port with one port number.
 type portGroup struct {
-	port                int
+	port               int
 	http, tcp, unknown []servicePort
 }
 

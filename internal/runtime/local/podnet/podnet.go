@@ -1,5 +1,3 @@
-//go:build linux
-
 // Package podnet is the pod network of `skein up --isolation netns`: a Linux bridge
 // owned by one skein instance, and for every workload replica a "pod": a named network
 // namespace with loopback up, a veth to the bridge, an address from the instance's pod
