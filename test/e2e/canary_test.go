@@ -20,8 +20,18 @@ func share(s callSummary, backend string) float64 {
 }
 
 func TestCanaryThroughSidecars(t *testing.T) {
-	m := startMesh(t, copyDir(t, demoDir))
+	checkCanary(t, startMesh(t, copyDir(t, demoDir)))
+}
 
+// TestCanaryThroughSidecarsNetns is the same test with every replica a pod: the client
+// (`skein call`, no HTTP_PROXY) calls http://catalog:8080/ as an unmodified app would,
+// and the capture rules, DNS proxy and sidecars do the rest.
+func TestCanaryThroughSidecarsNetns(t *testing.T) {
+	checkCanary(t, startMeshWith(t, copyDir(t, demoDir), "netns"))
+}
+
+func checkCanary(t *testing.T, m *mesh) {
+	t.Helper()
 	s := m.call("client", "http://catalog:8080/", "-n", "1000", "-c", "8")
 	if s.Status[200] != 1000 {
 		t.Fatalf("want 1000 answers 200, got %+v\n%s", s, m.logs())

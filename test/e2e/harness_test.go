@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"skein.dev/skein/internal/api"
+	"skein.dev/skein/internal/runtime/local/podnet"
 	"skein.dev/skein/internal/runtime/local/statedir"
 )
 
@@ -42,8 +43,10 @@ func TestMain(m *testing.M) {
 		fmt.Println("e2e: build skein:", err)
 		os.Exit(1)
 	}
+	sweepNetnsStateDirs()
 	code := m.Run()
 	os.RemoveAll(dir)
+	sweepNetnsStateDirs()
 	os.Exit(code)
 }
 
@@ -70,6 +73,7 @@ type mesh struct {
 	t         *testing.T
 	configDir string
 	stateDir  string
+	isolation string
 	cmd       *exec.Cmd
 	out       *syncBuffer
 }
@@ -104,8 +108,19 @@ func copyDir(t *testing.T, src string) string {
 // startMesh runs `skein up configDir` and waits until `skein status --wait` says ready.
 func startMesh(t *testing.T, configDir string) *mesh {
 	t.Helper()
-	m := &mesh{t: t, configDir: configDir, stateDir: t.TempDir(), out: &syncBuffer{}}
-	m.cmd = exec.Command(skeinBin, "up", configDir, "--state-dir", m.stateDir, "--isolation", "none")
+	return startMeshWith(t, configDir, "none")
+}
+
+// startMeshWith runs `skein up` in the given isolation mode with extra flags. A netns
+// mesh is skipped where it cannot run (not root, no ip or iptables), and everything
+// it creates is swept when the test ends, whatever happened.
+func startMeshWith(t *testing.T, configDir, isolation string, args ...string) *mesh {
+	t.Helper()
+	m := &mesh{t: t, configDir: configDir, stateDir: t.TempDir(), isolation: isolation, out: &syncBuffer{}}
+	if isolation == "netns" {
+		m.stateDir = netnsStateDir(t)
+	}
+	m.cmd = exec.Command(skeinBin, append([]string{"up", configDir, "--state-dir", m.stateDir, "--isolation", isolation}, args...)...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := m.cmd.Start(); err != nil {
@@ -150,6 +165,12 @@ func (m *mesh) stop() {
 		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 		t.Errorf("skein up did not stop within 20s after SIGINT\n%s", m.out.String())
+	}
+	if m.isolation == "netns" {
+		// Nothing of the pod network stays: namespaces, veths, bridge, rules, record.
+		if left := podnet.WaitGone(context.Background(), m.stateDir, 10*time.Second); len(left) > 0 {
+			t.Errorf("skein up left behind: %v", left)
+		}
 	}
 	if statusErr != nil {
 		return
