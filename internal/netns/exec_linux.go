@@ -35,8 +35,8 @@ type ExecOptions struct {
 //
 // A dropped-privilege program is executed through a descriptor opened while still
 // root, so its file need not be reachable by the new uid (e.g. a binary in a 0700
-// folder). The parent-death signal, which the kernel clears when ids change, is set
-// again, so the program still dies with the process that started the helper.
+// folder). The program gets a parent-death signal (SIGKILL), so it dies with the
+// process that started the helper, as `skein up`'s children must.
 func Exec(o ExecOptions) error {
 	if len(o.Argv) == 0 {
 		return errors.New("netns exec: no command")
@@ -99,14 +99,17 @@ func Exec(o ExecOptions) error {
 				return fmt.Errorf("setuid %d: %w", o.UID, err)
 			}
 		}
-		// Changing ids cleared the parent-death signal and made /proc/self root-owned.
+		// Changing ids made /proc/self root-owned (the fd above is read through it).
 		_ = unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
-		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
-			return fmt.Errorf("prctl PR_SET_PDEATHSIG: %w", err)
-		}
-		if os.Getppid() != ppid {
-			return errors.New("parent exited while starting")
-		}
+	}
+	// The parent-death signal is a property of a thread: the one the parent set it on
+	// may not be this one (which becomes the process at exec), and changing ids
+	// clears it. Set it here, then make sure the parent did not die meanwhile.
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl PR_SET_PDEATHSIG: %w", err)
+	}
+	if os.Getppid() != ppid {
+		return errors.New("parent exited while starting")
 	}
 	argv := append([]string{o.Argv[0]}, o.Argv[1:]...)
 	return fmt.Errorf("exec %s: %w", path, syscall.Exec(execPath, argv, o.Env))

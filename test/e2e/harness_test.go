@@ -74,6 +74,7 @@ type mesh struct {
 	configDir string
 	stateDir  string
 	isolation string
+	killed    bool // SIGKILLed by the test: nothing to stop
 	cmd       *exec.Cmd
 	out       *syncBuffer
 }
@@ -152,6 +153,9 @@ func (m *mesh) logs() string {
 // stop interrupts skein up as Ctrl-C would, and checks it left no process behind.
 func (m *mesh) stop() {
 	t := m.t
+	if m.killed {
+		return
+	}
 	st, statusErr := m.status()
 	_ = m.cmd.Process.Signal(os.Interrupt)
 	done := make(chan error, 1)
