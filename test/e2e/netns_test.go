@@ -268,7 +268,20 @@ func TestNetnsOutboundTrafficPolicy(t *testing.T) {
 	}
 	for _, policy := range []string{"ALLOW_ANY", "REGISTRY_ONLY"} {
 		t.Run(policy, func(t *testing.T) {
-			m := startMeshWith(t, copyDir(t, netnsMeshDir), "netns", "--outbound-traffic-policy", policy)
+			dir := copyDir(t, netnsMeshDir)
+			// A client whose capture rules leave the pod network alone (Istio's
+			// excludeOutboundIPRanges annotation): its sidecar never sees that traffic.
+			writeFile(t, filepath.Join(dir, "excluded.yaml"), `apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata:
+  name: client-excluded
+  labels: {app: client-excluded}
+  annotations:
+    traffic.sidecar.istio.io/excludeOutboundIPRanges: "100.64.0.0/10"
+spec:
+  command: ["skein", "echo"]
+`)
+			m := startMeshWith(t, dir, "netns", "--outbound-traffic-policy", policy)
 			st, err := m.status()
 			if err != nil || st.PodGateway == "" {
 				t.Fatalf("status: %v %+v", err, st)
@@ -299,6 +312,14 @@ func TestNetnsOutboundTrafficPolicy(t *testing.T) {
 				if s := m.call("client", "http://web:8080/", "-n", "5"); s.Status[200] != 5 {
 					t.Errorf("mesh call under REGISTRY_ONLY: %+v", s)
 				}
+			}
+			// Excluded from capture: reached directly whatever the policy.
+			out, err = m.skein("exec", "client-excluded", "--", "curl", "-sS", "--max-time", "10", "http://"+ln.Addr().String()+"/")
+			if err != nil || strings.TrimSpace(out) != "external" {
+				t.Errorf("excluded range under %s: %v %q", policy, err, out)
+			}
+			if n := metric(t, m.replica("client-excluded").Admin, "skein_tcp_connections_total"); n != 0 {
+				t.Errorf("the excluded client's sidecar proxied %v connections, want 0", n)
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,8 +76,13 @@ func TestTableAndForwarding(t *testing.T) {
 		Resolvers:       []string{upAddr},
 		ResolverTimeout: 2 * time.Second,
 	})
+	var mu sync.Mutex
 	var results []Result
-	addr := serve(t, &Handler{Table: func() *Table { return sidecar }, Observe: func(r Result) { results = append(results, r) }})
+	addr := serve(t, &Handler{Table: func() *Table { return sidecar }, Observe: func(r Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		results = append(results, r)
+	}})
 
 	for _, network := range []string{"udp", "tcp"} {
 		m := query(t, addr, network, "Catalog.Default.svc.cluster.local", mdns.TypeA)
@@ -109,6 +115,8 @@ func TestTableAndForwarding(t *testing.T) {
 		t.Errorf("dead upstream: rcode %s", mdns.RcodeToString[m.Rcode])
 	}
 	want := []Result{ResultLocal, ResultLocal, ResultLocal, ResultLocal, ResultForwarded, ResultForwarded}
+	mu.Lock()
+	defer mu.Unlock()
 	if len(results) != len(want) {
 		t.Errorf("results %v, want %v", results, want)
 	}

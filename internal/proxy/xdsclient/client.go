@@ -261,9 +261,12 @@ func (c *Client) handle(stream adsStream, resp *discoveryv3.DiscoveryResponse) e
 	if err := c.updateSubscriptions(stream, resp.GetTypeUrl()); err != nil {
 		return err
 	}
-	// Emit before publishing, so a status showing a version means it is applied.
-	c.maybeEmit()
-	c.publishStatus()
+	// Emit before publishing, so a status showing a version means it is applied; while
+	// a referenced resource is still missing (e.g. LDS arrived, its RDS not yet) nothing
+	// is applied, so nothing new is published either.
+	if c.maybeEmit() {
+		c.publishStatus()
+	}
 	return nil
 }
 
@@ -373,19 +376,23 @@ func (c *Client) resubscribe(stream adsStream, typeURL string, names []string) e
 }
 
 // maybeEmit hands a new Update to OnUpdate once every referenced resource is present.
-func (c *Client) maybeEmit() {
+// It reports whether the accepted state is complete (emitted now or before).
+func (c *Client) maybeEmit() bool {
 	cds, eds, lds, rds := c.types[resource.ClusterType], c.types[resource.EndpointType], c.types[resource.ListenerType], c.types[resource.RouteType]
-	if !cds.received || !lds.received {
-		return
+	if !cds.received {
+		return false
 	}
 	for _, n := range eds.names {
 		if _, ok := eds.resources[n]; !ok {
-			return
+			return false
 		}
+	}
+	if !lds.received {
+		return true // nothing to apply before LDS; the CDS/EDS versions may be shown
 	}
 	for _, n := range rds.names {
 		if _, ok := rds.resources[n]; !ok {
-			return
+			return false
 		}
 	}
 	u := Update{
@@ -395,12 +402,13 @@ func (c *Client) maybeEmit() {
 		Endpoints: copyAs[*resource.Endpoints](eds.resources),
 	}
 	if c.lastEmitted != nil && sameUpdate(*c.lastEmitted, u) {
-		return
+		return true
 	}
 	c.lastEmitted = &u
 	if c.opts.OnUpdate != nil {
 		c.opts.OnUpdate(u)
 	}
+	return true
 }
 
 func copyAs[T comparable](m map[string]any) map[string]T {
