@@ -5,8 +5,11 @@
 package forward
 
 import (
+	"strings"
+
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/route"
+	"skein.dev/skein/internal/proxy/streaminfo"
 	"skein.dev/skein/internal/proxy/upstream"
 	"skein.dev/skein/internal/proxy/xdsclient"
 )
@@ -19,11 +22,12 @@ type Config struct {
 
 // Listener is a compiled listener: Routes for HTTP, TCP for tcp_proxy.
 type Listener struct {
-	Name    string
-	Address string
-	Codec   resource.Codec
-	Routes  *route.Table
-	TCP     *TCPRoute
+	Name      string
+	Address   string
+	Direction streaminfo.Direction
+	Codec     resource.Codec
+	Routes    *route.Table
+	TCP       *TCPRoute
 }
 
 // TCPRoute is a compiled tcp_proxy.
@@ -55,7 +59,7 @@ func Compile(u xdsclient.Update, prev *Config) *Config {
 		tables[name] = route.New(rc)
 	}
 	for name, l := range u.Listeners {
-		cl := &Listener{Name: name, Address: l.Address}
+		cl := &Listener{Name: name, Address: l.Address, Direction: direction(l)}
 		switch {
 		case l.HTTP != nil:
 			cl.Codec = l.HTTP.Codec
@@ -71,4 +75,20 @@ func Compile(u xdsclient.Update, prev *Config) *Config {
 		cfg.Listeners[name] = cl
 	}
 	return cfg
+}
+
+// direction is the listener's traffic_direction; when the control plane leaves it
+// unspecified, Istio's listener names decide: "inbound|<port>" and "virtualInbound"
+// serve the workload's callers, everything else its own calls.
+func direction(l *resource.Listener) streaminfo.Direction {
+	switch l.Direction {
+	case resource.DirectionInbound:
+		return streaminfo.Inbound
+	case resource.DirectionOutbound:
+		return streaminfo.Outbound
+	}
+	if strings.HasPrefix(l.Name, "inbound|") || strings.HasPrefix(l.Name, "virtualInbound") {
+		return streaminfo.Inbound
+	}
+	return streaminfo.Outbound
 }

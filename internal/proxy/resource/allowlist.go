@@ -28,6 +28,7 @@ var allowedFields = []string{
 	"envoy.config.listener.v3.Listener.address",
 	"envoy.config.listener.v3.Listener.filter_chains",
 	"envoy.config.listener.v3.Listener.stat_prefix",
+	"envoy.config.listener.v3.Listener.traffic_direction",
 	"envoy.config.listener.v3.FilterChain.filters",
 	"envoy.config.listener.v3.Filter.name",
 	"envoy.config.listener.v3.Filter.typed_config",

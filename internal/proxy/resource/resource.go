@@ -26,9 +26,21 @@ const (
 type Listener struct {
 	Name    string
 	Address string // host:port
-	HTTP    *HTTPConnectionManager
-	TCP     *TCPProxy
+	// Direction is traffic_direction: Inbound for the workload's callers, Outbound for
+	// its calls; Unspecified leaves it to the listener name (see forward.Compile).
+	Direction TrafficDirection
+	HTTP      *HTTPConnectionManager
+	TCP       *TCPProxy
 }
+
+// TrafficDirection is Envoy's core.v3.TrafficDirection.
+type TrafficDirection int
+
+const (
+	DirectionUnspecified TrafficDirection = iota
+	DirectionInbound
+	DirectionOutbound
+)
 
 // Codec is the downstream HTTP codec an HTTP listener accepts.
 type Codec int
