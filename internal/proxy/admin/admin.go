@@ -50,6 +50,14 @@ type ExplainRequest struct {
 // Request is the request to explain.
 func (e ExplainRequest) Request() *http.Request { return e.parsed }
 
+// ParseExplain turns an explain request into the *http.Request the proxy matches.
+func ParseExplain(e ExplainRequest) (*http.Request, error) {
+	if err := parseExplain(&e); err != nil {
+		return nil, err
+	}
+	return e.parsed, nil
+}
+
 func parseExplain(e *ExplainRequest) error {
 	if e.Method == "" {
 		e.Method = http.MethodGet
