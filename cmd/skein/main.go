@@ -36,6 +36,10 @@ func newRootCmd() *cobra.Command {
 		newExecCmd(),
 		newDownCmd(),
 		newCallCmd(),
+		newStatCmd(),
+		newTopCmd(),
+		newTapCmd(),
+		newExplainCmd(),
 	)
 	return root
 }

@@ -81,7 +81,7 @@ func newProxyCmd() *cobra.Command {
 				AccessLogPath:    accessLog,
 				DropMetricLabels: dropLabels,
 				Tracing:          tracing,
-				Logger:       log.With("proxy", node.ID),
+				Logger:           log.With("proxy", node.ID),
 				OnAdminListening: func(addr string) {
 					log.Info("admin listening", "address", addr)
 				},

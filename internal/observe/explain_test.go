@@ -40,7 +40,7 @@ func demoForwarder(t *testing.T) *forward.Forwarder {
 	}
 	ep := func(name, version string, replica, port int, healthy bool) model.Endpoint {
 		return model.Endpoint{Workload: model.NamespacedName{Namespace: "default", Name: name}, Replica: replica,
-			Labels: map[string]string{"app": map[string]string{"catalog-v1": "catalog", "catalog-v2": "catalog", "inventory": "inventory"}[name], "version": version},
+			Labels:  map[string]string{"app": map[string]string{"catalog-v1": "catalog", "catalog-v2": "catalog", "inventory": "inventory"}[name], "version": version},
 			Address: "127.0.0.1", Port: port, TargetPort: 8080, Healthy: healthy}
 	}
 	mesh.Endpoints = []model.Endpoint{

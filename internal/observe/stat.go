@@ -60,7 +60,7 @@ type bucket struct {
 
 // Snapshot is one scrape of every target.
 type Snapshot struct {
-	At     time.Time
+	At        time.Time
 	series    map[string]*series // proxy + label signature -> series
 	workloads map[[2]string]bool // every scraped workload, even one without traffic
 	Errors    []string
@@ -137,7 +137,9 @@ func addFamilies(out map[string]*series, proxy string, fams map[string]*dto.Metr
 		for _, b := range m.GetHistogram().GetBucket() {
 			s.buckets = append(s.buckets, bucket{le: b.GetUpperBound(), count: float64(b.GetCumulativeCount())})
 		}
-		s.buckets = append(s.buckets, bucket{le: math.Inf(1), count: float64(m.GetHistogram().GetSampleCount())})
+		if n := len(s.buckets); n == 0 || !math.IsInf(s.buckets[n-1].le, 1) {
+			s.buckets = append(s.buckets, bucket{le: math.Inf(1), count: float64(m.GetHistogram().GetSampleCount())})
+		}
 	}
 }
 
@@ -330,6 +332,9 @@ func Diff(before, after *Snapshot) Result {
 		res.Services = append(res.Services, Row{Kind: "service", Name: k[0], Namespace: k[1], Stats: a.stats(window)})
 	}
 	for k, a := range edges {
+		if a.requests == 0 {
+			continue
+		}
 		e := Edge{Source: k[0], Destination: k[1], DestinationService: k[2], Stats: a.stats(window)}
 		if len(e.Destination) > 4 && e.Destination[:4] == "svc:" {
 			e.Destination = e.Destination[4:]
@@ -338,7 +343,9 @@ func Diff(before, after *Snapshot) Result {
 		}
 		res.Edges = append(res.Edges, e)
 	}
-	sort.Slice(res.Workloads, func(i, j int) bool { return res.Workloads[i].Namespace+res.Workloads[i].Name < res.Workloads[j].Namespace+res.Workloads[j].Name })
+	sort.Slice(res.Workloads, func(i, j int) bool {
+		return res.Workloads[i].Namespace+res.Workloads[i].Name < res.Workloads[j].Namespace+res.Workloads[j].Name
+	})
 	sort.Slice(res.Services, func(i, j int) bool { return res.Services[i].Name < res.Services[j].Name })
 	sort.Slice(res.Edges, func(i, j int) bool {
 		a, b := res.Edges[i], res.Edges[j]

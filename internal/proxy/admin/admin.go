@@ -24,11 +24,11 @@ import (
 
 // Options configure the admin server.
 type Options struct {
-	Address     string
-	Logger      *slog.Logger
-	Ready       func() bool
-	Status      func() *xdsclient.Status
-	Metrics     *stats.Metrics
+	Address string
+	Logger  *slog.Logger
+	Ready   func() bool
+	Status  func() *xdsclient.Status
+	Metrics *stats.Metrics
 	// Tap serves GET /tap; nil leaves it out.
 	Tap http.Handler
 	// Explain answers POST /explain; nil leaves it out.

@@ -17,17 +17,17 @@ import (
 // what `skein explain` prints. It is computed by the same route selection the request
 // path runs (route.Table.Select with a Trace), on the config in effect now.
 type Explanation struct {
-	Listener          string       `json:"listener"`
-	ListenerAddress   string       `json:"listenerAddress,omitempty"`
-	ListenerReason    string       `json:"listenerReason"`
-	Direction         string       `json:"direction"`
-	Routing           *route.Trace `json:"routing,omitempty"`
-	Route             string       `json:"route,omitempty"`
-	Timeout           string       `json:"timeout"`
-	Retry             string       `json:"retry"`
-	Fault             string       `json:"fault"`
-	Authorization     string       `json:"authorization"`
-	Clusters          []ClusterExp `json:"clusters,omitempty"`
+	Listener           string       `json:"listener"`
+	ListenerAddress    string       `json:"listenerAddress,omitempty"`
+	ListenerReason     string       `json:"listenerReason"`
+	Direction          string       `json:"direction"`
+	Routing            *route.Trace `json:"routing,omitempty"`
+	Route              string       `json:"route,omitempty"`
+	Timeout            string       `json:"timeout"`
+	Retry              string       `json:"retry"`
+	Fault              string       `json:"fault"`
+	Authorization      string       `json:"authorization"`
+	Clusters           []ClusterExp `json:"clusters,omitempty"`
 	DestinationService string       `json:"destinationService,omitempty"`
 	// Outcome is what the proxy does with such a request.
 	Outcome Outcome `json:"outcome"`
