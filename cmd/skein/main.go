@@ -40,6 +40,7 @@ func newRootCmd() *cobra.Command {
 		newTopCmd(),
 		newTapCmd(),
 		newExplainCmd(),
+		newDashboardCmd(),
 	)
 	return root
 }

@@ -132,3 +132,10 @@ func (m *Mesh) ExecEnv(name, namespace string) (api.ExecEnv, error) {
 	r := w.replicas[0]
 	return api.ExecEnv{Workload: name, Namespace: namespace, Replica: r.index, Env: append([]string(nil), r.env...)}, nil
 }
+
+// Config implements api.ConfigBackend: the last accepted configuration.
+func (m *Mesh) Config() *model.Mesh {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg
+}
