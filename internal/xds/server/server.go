@@ -438,7 +438,7 @@ func (s *Server) recordError(id string, err error) error {
 func contentHash(res *translate.Resources) (string, error) {
 	h := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
-	for _, group := range [][]types.Resource{res.Listeners, res.Routes, res.Clusters, res.Endpoints} {
+	for _, group := range [][]types.Resource{res.Listeners, res.Routes, res.Clusters, res.Endpoints, res.Secrets} {
 		for _, r := range group {
 			b, err := opts.Marshal(r)
 			if err != nil {
@@ -452,7 +452,7 @@ func contentHash(res *translate.Resources) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// shortType names a type URL as people do (LDS, RDS, CDS, EDS).
+// shortType names a type URL as people do (LDS, RDS, CDS, EDS, SDS).
 func shortType(typeURL string) string {
 	switch typeURL {
 	case resource.ListenerType:
@@ -463,6 +463,8 @@ func shortType(typeURL string) string {
 		return "CDS"
 	case resource.EndpointType:
 		return "EDS"
+	case resource.SecretType:
+		return "SDS"
 	}
 	return typeURL
 }
