@@ -242,6 +242,9 @@ func (d *Decoder) commonTLS(pb *tlsv3.CommonTlsContext, field string) (*TLSCommo
 	case nil:
 	case *tlsv3.CommonTlsContext_ValidationContext:
 		c.Validation, err = d.validationContext(v.ValidationContext, field+".validation_context")
+		if err == nil && len(c.Validation.SANs) > 0 && c.Validation.Roots == nil && !c.Validation.SystemRoots {
+			err = fmt.Errorf("%s.validation_context: matching subject alt names without trusted_ca or system_root_certs is insecure and not allowed (as in Envoy)", field)
+		}
 	case *tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig:
 		c.Validation, err = d.sdsValidation(v.ValidationContextSdsSecretConfig, field+".validation_context_sds_secret_config")
 	case *tlsv3.CommonTlsContext_CombinedValidationContext:

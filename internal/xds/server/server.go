@@ -21,6 +21,7 @@ import (
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -163,6 +164,7 @@ func (s *Server) Register(gs *grpc.Server) {
 	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, s.xds)
 	listenerservice.RegisterListenerDiscoveryServiceServer(gs, s.xds)
 	routeservice.RegisterRouteDiscoveryServiceServer(gs, s.xds)
+	secretservice.RegisterSecretDiscoveryServiceServer(gs, s.xds)
 }
 
 // Serve runs its own gRPC server on lis and the Run loop until ctx ends.
