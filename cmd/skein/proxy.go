@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -54,6 +55,8 @@ func newProxyCmd() *cobra.Command {
 		metricsAddress, accessLog                              string
 		dropLabels                                             []string
 		tr                                                     tracingFlags
+		tokenFile, trustDomain                                 string
+		certTTL                                                time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -73,7 +76,12 @@ func newProxyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var ident *proxy.IdentityOptions
+			if tokenFile != "" {
+				ident = &proxy.IdentityOptions{TokenFile: tokenFile, TrustDomain: trustDomain, TTL: certTTL}
+			}
 			return proxy.Run(cmd.Context(), proxy.Options{
+				Identity:         ident,
 				XDSAddress:       xdsAddress,
 				Node:             node,
 				AdminAddress:     adminAddress,
@@ -98,6 +106,9 @@ func newProxyCmd() *cobra.Command {
 	f.StringVar(&accessLog, "access-log", "", "write a JSON access log line per request/connection to this file (- for stdout)")
 	f.StringSliceVar(&dropLabels, "metrics-drop-labels", nil, "standard istio_* metric labels to remove (cardinality), e.g. source_principal,destination_principal")
 	tr.register(f)
+	f.StringVar(&tokenFile, "ca-token-file", "", "file holding the bootstrap credential for the workload certificate (CSR to the control plane's CA); without it the proxy has no mTLS identity")
+	f.StringVar(&trustDomain, "trust-domain", "cluster.local", "trust domain of the proxy's SPIFFE ID")
+	f.DurationVar(&certTTL, "cert-ttl", 0, "certificate lifetime to request (0: the CA's default)")
 	cmd.MarkFlagsMutuallyExclusive("node-json", "node-file")
 	return cmd
 }

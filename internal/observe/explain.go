@@ -106,7 +106,11 @@ func RenderExplanation(w io.Writer, source string, req admin.ExplainRequest, ex 
 				if !e.Healthy {
 					health = "UNHEALTHY (not eligible)"
 				}
-				fmt.Fprintf(w, "  endpoint %s weight %d %s\n", e.Address, e.Weight, health)
+				tls := "plaintext"
+				if e.TLS {
+					tls = "mTLS"
+				}
+				fmt.Fprintf(w, "  endpoint %s weight %d %s %s\n", e.Address, e.Weight, tls, health)
 			}
 		}
 		fmt.Fprintf(w, "  => %s\n", outcomeText(c.Outcome))

@@ -22,6 +22,7 @@ import (
 	"skein.dev/skein/internal/proxy/admin"
 	"skein.dev/skein/internal/proxy/forward"
 	"skein.dev/skein/internal/proxy/resource"
+	"skein.dev/skein/internal/proxy/tlsconf"
 	"skein.dev/skein/internal/proxy/xdsclient"
 	"skein.dev/skein/internal/xds/translate"
 )
@@ -88,7 +89,11 @@ func demoForwarder(t *testing.T) *forward.Forwarder {
 		u.Endpoints[de.Name] = de.Resource
 	}
 	var cfg atomic.Pointer[forward.Config]
-	cfg.Store(forward.Compile(u, nil))
+	compiled, err := forward.Compile(u, nil, tlsconf.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Store(compiled)
 	return forward.New(forward.Options{Config: &cfg})
 }
 

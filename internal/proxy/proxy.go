@@ -28,6 +28,7 @@ import (
 	"skein.dev/skein/internal/proxy/stats"
 	"skein.dev/skein/internal/proxy/tap"
 	"skein.dev/skein/internal/proxy/telemetry"
+	"skein.dev/skein/internal/proxy/tlsconf"
 	"skein.dev/skein/internal/proxy/tracing"
 	"skein.dev/skein/internal/proxy/xdsclient"
 )
@@ -54,6 +55,20 @@ type Options struct {
 	AccessLogPath string
 	// Tracing, when set, exports a span per request.
 	Tracing *tracing.Options
+	// Identity, optional, gives the proxy a workload certificate (the SDS secret
+	// "default") obtained by CSR from the control plane at XDSAddress. Without it, TLS
+	// contexts naming "default" never become ready.
+	Identity *IdentityOptions
+}
+
+// IdentityOptions say how the proxy obtains its workload certificate.
+type IdentityOptions struct {
+	// TokenFile holds the one-time bootstrap credential the runtime issued.
+	TokenFile string
+	// TrustDomain of the SPIFFE ID; model.DefaultTrustDomain when empty.
+	TrustDomain string
+	// TTL to request; zero asks for the CA's default.
+	TTL time.Duration
 }
 
 // Run runs the proxy until ctx is done, then stops gracefully.
@@ -114,27 +129,44 @@ func Run(ctx context.Context, opts Options) error {
 		}()
 	}
 	var cfg atomic.Pointer[forward.Config]
-	fwd := forward.New(forward.Options{Config: &cfg, Telemetry: tel, Tracer: tracer, Logger: log})
+	fwd := forward.New(forward.Options{Config: &cfg, Metrics: metrics, Telemetry: tel, Tracer: tracer, Logger: log})
 	defer fwd.Close()
 	listeners := listener.NewManager(ctx, listener.Options{
 		Logger:      log,
 		HTTPHandler: fwd.HTTPHandler,
 		ServeTCP:    fwd.ServeTCP,
+		Prepare:     fwd.Prepare,
 	})
 	defer listeners.Close()
 
+	id, stopIdentity, err := startIdentity(ctx, opts, log)
+	if err != nil {
+		return err
+	}
+	defer stopIdentity()
+	env := tlsconf.Env{}
+	var localSecrets []string
+	if id != nil {
+		env.Identity = id
+		localSecrets = []string{tlsconf.DefaultSecret}
+	}
+
 	var ready atomic.Bool
 	client := xdsclient.New(xdsclient.Options{
-		Address: opts.XDSAddress,
-		Node:    node,
-		Logger:  log,
+		Address:      opts.XDSAddress,
+		Node:         node,
+		Logger:       log,
+		LocalSecrets: localSecrets,
 		OnResponse: func(typeURL string, accepted bool) {
 			metrics.XDSUpdate(shortType(typeURL), accepted)
 		},
 		// Called on the client's goroutine, which is the only writer of cfg and the
 		// only caller of listeners.Apply.
 		OnUpdate: func(u xdsclient.Update) {
-			next := forward.Compile(u, cfg.Load())
+			next, err := forward.Compile(u, cfg.Load(), env)
+			if err != nil {
+				log.Error("config applied with broken TLS contexts", "error", err)
+			}
 			cfg.Store(next)
 			if err := listeners.Apply(specs(next)); err != nil {
 				log.Error("binding listeners", "error", err)
@@ -154,9 +186,12 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	go func() {
 		err := admin.Serve(ctx, admin.Options{
-			Address:     opts.AdminAddress,
-			Logger:      log,
-			Ready:       ready.Load,
+			Address: opts.AdminAddress,
+			Logger:  log,
+			Ready: func() bool {
+				return ready.Load() && (id == nil || id.Certificate() != nil)
+			},
+			Certs:       certsStatus(id, client.Status),
 			Status:      client.Status,
 			Metrics:     metrics,
 			Tap:         tapHub,
@@ -196,7 +231,7 @@ func NodeProto(p *model.Proxy) (*corev3.Node, error) {
 func specs(cfg *forward.Config) []listener.Spec {
 	out := make([]listener.Spec, 0, len(cfg.Listeners))
 	for _, l := range cfg.Listeners {
-		out = append(out, listener.Spec{Name: l.Name, Address: l.Address, HTTP: l.Routes != nil || l.TCP == nil, Codec: l.Codec})
+		out = append(out, listener.Spec{Name: l.Name, Address: l.Address, HTTP: l.Routes != nil || l.TCP == nil, Codec: l.Codec, Secure: l.Secure})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -212,6 +247,8 @@ func shortType(typeURL string) string {
 		return "cds"
 	case resource.EndpointType:
 		return "eds"
+	case resource.SecretType:
+		return "sds"
 	}
 	return "unknown"
 }

@@ -59,8 +59,8 @@ type Outcome struct {
 	Reason        string `json:"reason"`
 }
 
-// ErrNoListener is an explain request naming no listener this proxy has.
-var ErrNoListener = fmt.Errorf("no such HTTP listener")
+// ErrNoHTTPListener is an explain request naming no HTTP listener this proxy has.
+var ErrNoHTTPListener = fmt.Errorf("no such HTTP listener")
 
 // Explain traces how the request would be handled on the named HTTP listener; with no
 // name, the listener an app's HTTP_PROXY calls arrive on (outbound_http_proxy), else
@@ -123,8 +123,8 @@ func (f *Forwarder) Explain(listenerName string, r *http.Request) (*Explanation,
 			ce.LoadBalancer = lbName(c.LB)
 			ce.ConnectTimeout = c.ConnectTimeout.String()
 			ce.Protocol = protocolName(c, r)
-			ce.TLS = "plaintext (no transport socket on the cluster)"
 			ce.Endpoints = append([]upstream.EndpointStatus{}, c.AllEndpoints()...)
+			ce.TLS = tlsMode(ce.Endpoints)
 			sort.Slice(ce.Endpoints, func(i, j int) bool { return ce.Endpoints[i].Address < ce.Endpoints[j].Address })
 			ce.Healthy = len(c.Endpoints())
 			if ce.Healthy == 0 {
@@ -157,7 +157,7 @@ func pickListener(cfg *Config, name string, r *http.Request) (*Listener, string,
 	if name != "" {
 		l := cfg.Listeners[name]
 		if l == nil || l.Routes == nil {
-			return nil, "", fmt.Errorf("%w %q", ErrNoListener, name)
+			return nil, "", fmt.Errorf("%w %q", ErrNoHTTPListener, name)
 		}
 		return l, "named in the request", nil
 	}
@@ -193,4 +193,23 @@ func protocolName(c *upstream.Cluster, r *http.Request) string {
 		return "the caller's HTTP version"
 	}
 	return "HTTP/1.1"
+}
+
+// tlsMode summarizes the transport sockets the cluster chose for its endpoints.
+func tlsMode(eps []upstream.EndpointStatus) string {
+	n := 0
+	for _, e := range eps {
+		if e.TLS {
+			n++
+		}
+	}
+	switch {
+	case len(eps) == 0:
+		return "-"
+	case n == len(eps):
+		return "mutual TLS to every endpoint"
+	case n == 0:
+		return "plaintext"
+	}
+	return fmt.Sprintf("mutual TLS to %d of %d endpoints (transport_socket_matches), plaintext to the others", n, len(eps))
 }

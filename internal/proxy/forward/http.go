@@ -19,6 +19,8 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"skein.dev/skein/internal/proxy/peer"
+	"skein.dev/skein/internal/proxy/stats"
 	"skein.dev/skein/internal/proxy/streaminfo"
 	"skein.dev/skein/internal/proxy/telemetry"
 	"skein.dev/skein/internal/proxy/tracing"
@@ -45,6 +47,8 @@ func (e *ConnectError) Unwrap() error { return e.Err }
 // Options configure a Forwarder.
 type Options struct {
 	Config *atomic.Pointer[Config]
+	// Metrics holds the proxy's own (non-Istio) metrics: TLS, refused connections.
+	Metrics *stats.Metrics
 	// Telemetry receives every finished request and connection; required.
 	Telemetry *telemetry.Hub
 	// Tracer, when not nil, makes a span per request.
@@ -54,12 +58,14 @@ type Options struct {
 
 // Forwarder serves HTTP requests and TCP connections with the current Config.
 type Forwarder struct {
-	cfg    *atomic.Pointer[Config]
-	tel    *telemetry.Hub
-	tracer *tracing.Tracer
-	log    *slog.Logger
-	proxy  *httputil.ReverseProxy
-	h1, h2 *http.Transport
+	cfg     *atomic.Pointer[Config]
+	metrics *stats.Metrics
+	tel     *telemetry.Hub
+	tracer  *tracing.Tracer
+	log     *slog.Logger
+	proxy   *httputil.ReverseProxy
+	h1, h2  *http.Transport
+	tls     tlsTransports
 }
 
 type ctxKey int
@@ -82,7 +88,10 @@ type reqState struct {
 // New returns a Forwarder. Its connection pools are shared by all configs, keyed by
 // endpoint address, so a config swap keeps warm connections.
 func New(opts Options) *Forwarder {
-	f := &Forwarder{cfg: opts.Config, tel: opts.Telemetry, tracer: opts.Tracer, log: opts.Logger}
+	f := &Forwarder{cfg: opts.Config, metrics: opts.Metrics, tel: opts.Telemetry, tracer: opts.Tracer, log: opts.Logger}
+	if f.metrics == nil {
+		f.metrics = stats.New()
+	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -114,6 +123,7 @@ func New(opts Options) *Forwarder {
 func (f *Forwarder) Close() {
 	f.h1.CloseIdleConnections()
 	f.h2.CloseIdleConnections()
+	f.tls.closeIdle()
 }
 
 func dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -200,7 +210,7 @@ func (f *Forwarder) serveHTTP(listener string, w http.ResponseWriter, r *http.Re
 		delete(r.Header, telemetry.PeerHeader)
 		info.UpstreamPeer = tel.Local
 		info.Service = tel.Services.ForAuthority(r.Host, tel.Local.Namespace)
-		info.Security, info.DownstreamPrincipal = securityOf(r.TLS)
+		info.Security, info.DownstreamPrincipal = downstreamSecurity(r.Context(), r.TLS)
 	} else {
 		info.DownstreamPeer = tel.Local
 		r.Header[telemetry.PeerHeader] = []string{tel.LocalHeader}
@@ -243,6 +253,7 @@ func (f *Forwarder) serveHTTP(listener string, w http.ResponseWriter, r *http.Re
 		f.writeError(rec, r, ErrNoRoute)
 		return
 	}
+	applyXFCC(r, l)
 	info.Route = rt.Name
 	info.Cluster = rt.PickCluster()
 	if dir == streaminfo.Outbound {
@@ -292,6 +303,18 @@ func headerValue(h http.Header, key string) string {
 		return v[0]
 	}
 	return ""
+}
+
+// downstreamSecurity is the connection's mutual-TLS state: the peer info the listener
+// recorded when it terminated TLS, else the server's own TLS state.
+func downstreamSecurity(ctx context.Context, cs *tls.ConnectionState) (streaminfo.SecurityPolicy, string) {
+	if info, ok := peer.FromContext(ctx); ok && info.TLS {
+		if info.ID.IsZero() {
+			return streaminfo.SecurityNone, ""
+		}
+		return streaminfo.SecurityMutualTLS, info.ID.String()
+	}
+	return securityOf(cs)
 }
 
 // securityOf reads a downstream TLS connection: mutual TLS when the peer presented a
@@ -347,10 +370,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, ErrNoCluster
 	}
 	c := st.cluster
-	transport := rt.f.h1
-	if c.HTTP2 || c.UseDownstreamProtocol && req.ProtoMajor == 2 {
-		transport = rt.f.h2
-	}
+	http2 := c.HTTP2 || c.UseDownstreamProtocol && req.ProtoMajor == 2
 	var body *onceBody
 	if req.Body != nil && req.Body != http.NoBody {
 		body = &onceBody{rc: req.Body}
@@ -362,9 +382,18 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if ep == nil {
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, ErrNoHealthyUpstream)
 		}
+		var transport http.RoundTripper = rt.f.h1
 		out := req.WithContext(ctx)
 		u := *req.URL
 		u.Host = ep.Address
+		switch {
+		case ep.TLS != nil:
+			transport = rt.f.tls.get(ep.TLS.Key, http2)
+			out = req.WithContext(context.WithValue(ctx, tlsClientKey, ep.TLS))
+			u.Scheme = "https"
+		case http2:
+			transport = rt.f.h2
+		}
 		out.URL = &u
 		if body != nil {
 			out.Body = body

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -29,12 +30,12 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener string
 	tel := f.tel
 	if l.Direction == streaminfo.Inbound {
 		info.UpstreamPeer = tel.Local
+		var state *tls.ConnectionState
 		if cs, ok := conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
-			state := cs.ConnectionState()
-			info.Security, info.DownstreamPrincipal = securityOf(&state)
-		} else {
-			info.Security = streaminfo.SecurityNone
+			st := cs.ConnectionState()
+			state = &st
 		}
+		info.Security, info.DownstreamPrincipal = downstreamSecurity(ctx, state)
 	} else {
 		info.DownstreamPeer = tel.Local
 	}
@@ -81,6 +82,14 @@ func dialEndpoint(ctx context.Context, c *upstream.Cluster) (net.Conn, *upstream
 			break
 		}
 		conn, err := dial(ctx, "tcp", ep.Address)
+		if err == nil && ep.TLS != nil {
+			var tc net.Conn
+			if tc, err = ep.TLS.Handshake(ctx, conn); err == nil {
+				conn = tc
+			} else {
+				err = &ConnectError{Address: ep.Address, Err: fmt.Errorf("TLS handshake: %w", err)}
+			}
+		}
 		if err == nil {
 			return conn, ep, nil
 		}

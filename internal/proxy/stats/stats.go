@@ -12,6 +12,8 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	xdsUpdates *prometheus.CounterVec
+
+	tls tlsMetrics // tls.go
 }
 
 // New registers the metrics in a fresh registry.
@@ -24,6 +26,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(m.xdsUpdates,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.tls.register(m.Registry)
 	return m
 }
 
