@@ -38,6 +38,11 @@ func newRootCmd() *cobra.Command {
 		newCallCmd(),
 		newNetnsExecCmd(),
 		newInitCaptureCmd(),
+		newStatCmd(),
+		newTopCmd(),
+		newTapCmd(),
+		newExplainCmd(),
+		newDashboardCmd(),
 	)
 	return root
 }

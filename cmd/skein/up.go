@@ -7,12 +7,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"skein.dev/skein/examples/demo"
 	"skein.dev/skein/internal/model"
+	"skein.dev/skein/internal/proxy/telemetry"
 	"skein.dev/skein/internal/runtime/local"
 	"skein.dev/skein/internal/runtime/local/podnet"
 	"skein.dev/skein/internal/runtime/local/statedir"
@@ -21,6 +23,9 @@ import (
 func newUpCmd() *cobra.Command {
 	var stateDir, isolation, logLevel, podCIDR, outboundPolicy string
 	var detection time.Duration
+	var tr tracingFlags
+	var dropLabels []string
+	var noAccessLog bool
 	cmd := &cobra.Command{
 		Use:   "up [DIR]",
 		Short: "Run a whole mesh on this machine from a folder of YAML (default: the built-in demo)",
@@ -64,6 +69,16 @@ on 127.0.0.1 and apps reach the mesh through HTTP_PROXY and per-service ports.`,
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "using the built-in demo, written to %s\n", dir)
 			}
+			if _, err := tr.options(); err != nil {
+				return err
+			}
+			if err := telemetry.ValidateDropLabels(dropLabels); err != nil {
+				return fmt.Errorf("--metrics-drop-labels: %w", err)
+			}
+			proxyArgs := tr.args()
+			if len(dropLabels) > 0 {
+				proxyArgs = append(proxyArgs, "--metrics-drop-labels", strings.Join(dropLabels, ","))
+			}
 			return local.Run(cmd.Context(), local.Options{
 				ConfigDir: dir,
 				StateDir:  stateDir,
@@ -75,6 +90,9 @@ on 127.0.0.1 and apps reach the mesh through HTTP_PROXY and per-service ports.`,
 				PodCIDR:                  cidr,
 				OutboundTrafficPolicy:    policy,
 				ProtocolDetectionTimeout: detection,
+				ProxyArgs:                proxyArgs,
+				NoAccessLogs:             noAccessLog,
+				Dashboard:                dashboardServer(),
 			})
 		},
 	}
@@ -84,6 +102,9 @@ on 127.0.0.1 and apps reach the mesh through HTTP_PROXY and per-service ports.`,
 	cmd.Flags().StringVar(&podCIDR, "pod-cidr", podnet.DefaultCIDR.String(), "isolation netns: where pod addresses come from (each instance takes a /24 of it)")
 	cmd.Flags().StringVar(&outboundPolicy, "outbound-traffic-policy", string(model.OutboundAllowAny), "isolation netns: ALLOW_ANY passes traffic to non-mesh addresses through, REGISTRY_ONLY refuses it")
 	cmd.Flags().DurationVar(&detection, "protocol-detection-timeout", model.DefaultProtocolDetectionTimeout, "isolation netns: how long a sidecar waits for a client's first bytes on a port without a declared protocol before treating it as TCP (0: forever)")
+	cmd.Flags().BoolVar(&noAccessLog, "no-access-log", false, "do not write <state-dir>/logs/<proxy>.access.log")
+	cmd.Flags().StringSliceVar(&dropLabels, "metrics-drop-labels", nil, "standard istio_* labels every sidecar drops (cardinality)")
+	tr.register(cmd.Flags())
 	return cmd
 }
 

@@ -355,6 +355,9 @@ func (l *loader) finish() (*model.Mesh, error) {
 		case *model.DestinationRule:
 			v.Source = o.src
 			mesh.DestinationRules = append(mesh.DestinationRules, v)
+		case *model.PeerAuthentication:
+			v.Source = o.src
+			mesh.PeerAuthentications = append(mesh.PeerAuthentications, v)
 		}
 	}
 	model.AllocateVIPs(mesh.Services)

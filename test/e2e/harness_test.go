@@ -107,9 +107,9 @@ func copyDir(t *testing.T, src string) string {
 }
 
 // startMesh runs `skein up configDir` and waits until `skein status --wait` says ready.
-func startMesh(t *testing.T, configDir string) *mesh {
+func startMesh(t *testing.T, configDir string, upArgs ...string) *mesh {
 	t.Helper()
-	return startMeshWith(t, configDir, "none")
+	return startMeshWith(t, configDir, "none", upArgs...)
 }
 
 // startMeshWith runs `skein up` in the given isolation mode with extra flags. A netns

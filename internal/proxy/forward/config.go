@@ -5,11 +5,17 @@
 package forward
 
 import (
+	"errors"
+	"fmt"
+	"strings"
+
 	"skein.dev/skein/internal/proxy/dns"
 	"skein.dev/skein/internal/proxy/filterchain"
 	"skein.dev/skein/internal/proxy/listener"
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/route"
+	"skein.dev/skein/internal/proxy/streaminfo"
+	"skein.dev/skein/internal/proxy/tlsconf"
 	"skein.dev/skein/internal/proxy/upstream"
 	"skein.dev/skein/internal/proxy/xdsclient"
 )
@@ -22,11 +28,12 @@ type Config struct {
 
 // Listener is a compiled listener: its filter chains (TCP) or DNS table (UDP).
 type Listener struct {
-	Name    string
-	Address string
-	UDP     bool
-	DNS     *dns.Table
-	Filters resource.ListenerFilters
+	Name      string
+	Address   string
+	Direction streaminfo.Direction
+	UDP       bool
+	DNS       *dns.Table
+	Filters   resource.ListenerFilters
 
 	matcher *filterchain.Matcher
 	chains  []*Chain // aligned with the matcher
@@ -34,13 +41,20 @@ type Listener struct {
 	byName  map[string]*Chain
 }
 
-// Chain is a compiled filter chain: Routes for an HTTP connection manager, TCP for a
-// tcp_proxy.
+// Chain is a compiled filter chain: how TLS ends on its connections, then Routes for
+// an HTTP connection manager or TCP for a tcp_proxy.
 type Chain struct {
 	Name   string
 	Codec  resource.Codec
 	Routes *route.Table
 	TCP    *TCPRoute
+	// XFCC and XFCCDetails govern x-forwarded-client-cert (HTTP chains).
+	XFCC        resource.ForwardClientCert
+	XFCCDetails resource.ClientCertDetails
+	// TLS terminates TLS; nil means plaintext. Err is set instead when the chain's
+	// TLS context could not be built: its connections are closed.
+	TLS *tlsconf.Server
+	Err error
 }
 
 // Chain returns the named chain, or nil.
@@ -75,8 +89,14 @@ type TCPRoute struct {
 func (t *TCPRoute) PickCluster() string { return route.PickWeighted(t.Clusters, t.cumul, t.total) }
 
 // Compile builds a Config from a complete xDS update. prev (may be nil) lends its
-// load-balancing state to clusters of the same name.
-func Compile(u xdsclient.Update, prev *Config) *Config {
+// load-balancing state to clusters of the same name; env resolves TLS secrets. A TLS
+// context that cannot be built (a secret missing) is reported in the returned error
+// and its cluster endpoints or filter chain refuse connections; the rest works.
+func Compile(u xdsclient.Update, prev *Config, env tlsconf.Env) (*Config, error) {
+	if env.Secrets == nil {
+		env.Secrets = u.Secrets
+	}
+	var errs []error
 	cfg := &Config{
 		Listeners: make(map[string]*Listener, len(u.Listeners)),
 		Clusters:  make(map[string]*upstream.Cluster, len(u.Clusters)),
@@ -86,30 +106,40 @@ func Compile(u xdsclient.Update, prev *Config) *Config {
 		if prev != nil {
 			old = prev.Clusters[name]
 		}
-		cfg.Clusters[name] = upstream.NewCluster(def, u.Endpoints[name], old)
+		tlsFor, err := clusterTLS(def, env)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cluster %s: %w", name, err))
+		}
+		cfg.Clusters[name] = upstream.NewClusterTLS(def, u.Endpoints[name], old, tlsFor)
 	}
 	tables := make(map[string]*route.Table, len(u.Routes))
 	for name, rc := range u.Routes {
 		tables[name] = route.New(rc)
 	}
-	compileChain := func(c *resource.FilterChain) *Chain {
-		cc := &Chain{Name: c.Name}
-		switch {
-		case c.HTTP != nil:
-			cc.Codec = c.HTTP.Codec
-			if c.HTTP.Inline != nil {
-				cc.Routes = route.New(c.HTTP.Inline)
-			} else {
-				cc.Routes = tables[c.HTTP.RDSName]
-			}
-		case c.TCP != nil:
-			cumul, total := route.Cumulative(c.TCP.Clusters)
-			cc.TCP = &TCPRoute{Clusters: c.TCP.Clusters, cumul: cumul, total: total}
-		}
-		return cc
-	}
 	for name, l := range u.Listeners {
-		cl := &Listener{Name: name, Address: l.Address, UDP: l.UDP, Filters: l.ListenerFilters, byName: map[string]*Chain{}}
+		compileChain := func(c *resource.FilterChain) *Chain {
+			cc := &Chain{Name: c.Name}
+			if c.TLS != nil {
+				if cc.TLS, cc.Err = tlsconf.NewServer(c.TLS, env); cc.Err != nil {
+					errs = append(errs, fmt.Errorf("listener %s chain %q: %w", name, c.Name, cc.Err))
+				}
+			}
+			switch {
+			case c.HTTP != nil:
+				cc.Codec = c.HTTP.Codec
+				cc.XFCC, cc.XFCCDetails = c.HTTP.ForwardClientCert, c.HTTP.ClientCertDetails
+				if c.HTTP.Inline != nil {
+					cc.Routes = route.New(c.HTTP.Inline)
+				} else {
+					cc.Routes = tables[c.HTTP.RDSName]
+				}
+			case c.TCP != nil:
+				cumul, total := route.Cumulative(c.TCP.Clusters)
+				cc.TCP = &TCPRoute{Clusters: c.TCP.Clusters, cumul: cumul, total: total}
+			}
+			return cc
+		}
+		cl := &Listener{Name: name, Address: l.Address, Direction: direction(l), UDP: l.UDP, Filters: l.ListenerFilters, byName: map[string]*Chain{}}
 		if l.DNS != nil {
 			cl.DNS = dns.Compile(l.DNS)
 		}
@@ -127,7 +157,7 @@ func Compile(u xdsclient.Update, prev *Config) *Config {
 		}
 		cfg.Listeners[name] = cl
 	}
-	return cfg
+	return cfg, errors.Join(errs...)
 }
 
 // ListenerFilters implements listener.Listener.
@@ -143,3 +173,46 @@ func (l *Listener) SelectChain(ci filterchain.ConnInfo) (listener.Chain, bool) {
 }
 
 var _ listener.Listener = (*Listener)(nil)
+
+// clusterTLS compiles a cluster's transport sockets once and returns which one each
+// endpoint uses. A socket that cannot be built gives a Client that fails every
+// handshake, so its endpoints answer 503 instead of falling back to plaintext.
+func clusterTLS(def *resource.Cluster, env tlsconf.Env) (func(resource.Endpoint) *tlsconf.Client, error) {
+	if def.TLS == nil && len(def.TLSMatches) == 0 {
+		return nil, nil
+	}
+	clients := map[*resource.UpstreamTLS]*tlsconf.Client{}
+	var errs []error
+	build := func(u *resource.UpstreamTLS) {
+		if u == nil || clients[u] != nil {
+			return
+		}
+		c, err := tlsconf.NewClient(u, env)
+		if err != nil {
+			errs = append(errs, err)
+			c = tlsconf.FailingClient(err)
+		}
+		clients[u] = c
+	}
+	build(def.TLS)
+	for _, m := range def.TLSMatches {
+		build(m.TLS)
+	}
+	return func(e resource.Endpoint) *tlsconf.Client { return clients[def.TLSFor(e)] }, errors.Join(errs...)
+}
+
+// direction is the listener's traffic_direction; when the control plane leaves it
+// unspecified, Istio's listener names decide: "inbound|<port>" and "virtualInbound"
+// serve the workload's callers, everything else its own calls.
+func direction(l *resource.Listener) streaminfo.Direction {
+	switch l.Direction {
+	case resource.DirectionInbound:
+		return streaminfo.Inbound
+	case resource.DirectionOutbound:
+		return streaminfo.Outbound
+	}
+	if strings.HasPrefix(l.Name, "inbound|") || strings.HasPrefix(l.Name, "virtualInbound") {
+		return streaminfo.Inbound
+	}
+	return streaminfo.Outbound
+}

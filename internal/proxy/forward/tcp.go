@@ -2,12 +2,16 @@ package forward
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"skein.dev/skein/internal/proxy/inspect"
+	"skein.dev/skein/internal/proxy/streaminfo"
 	"skein.dev/skein/internal/proxy/upstream"
 )
 
@@ -27,10 +31,33 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener, chain
 	if ch == nil || ch.TCP == nil {
 		return
 	}
-	clusterName := ch.TCP.PickCluster()
-	c := cfg.Clusters[clusterName]
+	info := streaminfo.New(listener, l.Direction, streaminfo.ProtocolTCP)
+	info.DownstreamAddress = conn.RemoteAddr().String()
+	tel := f.tel
+	if l.Direction == streaminfo.Inbound {
+		info.UpstreamPeer = tel.Local
+		var state *tls.ConnectionState
+		if cs, ok := conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+			st := cs.ConnectionState()
+			state = &st
+		}
+		info.Security, info.DownstreamPrincipal = downstreamSecurity(ctx, state)
+	} else {
+		info.DownstreamPeer = tel.Local
+	}
+	info.Cluster = ch.TCP.PickCluster()
+	if l.Direction == streaminfo.Outbound {
+		info.Service = tel.Services.ForCluster(info.Cluster)
+	}
+	tel.OpenTCP(info)
+	defer func() {
+		info.Duration = time.Since(info.Start)
+		tel.CloseTCP(info)
+	}()
+	c := cfg.Clusters[info.Cluster]
 	if c == nil {
-		f.log.Debug("tcp: unknown cluster", "listener", listener, "cluster", clusterName)
+		info.Flags |= streaminfo.NoClusterFound
+		f.log.Debug("tcp: unknown cluster", "listener", listener, "cluster", info.Cluster)
 		return
 	}
 	var (
@@ -40,7 +67,8 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener, chain
 	)
 	if c.OriginalDst {
 		var dst string
-		if dst, err = originalDestination(inspect.Wrap(conn)); err == nil {
+		if dst, err = originalDestination(downstreamConn(ctx, conn)); err == nil {
+			info.UpstreamHost = dst
 			ctx = context.WithValue(ctx, bindKey, c.BindAddress)
 			up, err = dial(context.WithValue(ctx, connectTimeoutKey, c.ConnectTimeout), "tcp", dst)
 		}
@@ -48,23 +76,37 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener, chain
 		up, ep, err = dialEndpoint(ctx, c)
 	}
 	if err != nil {
-		f.log.Debug("tcp: upstream connect failed", "listener", listener, "cluster", clusterName, "error", err)
+		if errors.Is(err, ErrNoHealthyUpstream) {
+			info.Flags |= streaminfo.NoHealthyUpstream
+		} else {
+			info.Flags |= streaminfo.UpstreamConnectionFailure
+		}
+		f.log.Debug("tcp: upstream connect failed", "listener", listener, "cluster", info.Cluster, "error", err)
 		return
 	}
 	defer up.Close()
 	if ep != nil {
+		info.UpstreamHost = ep.Address
 		done := ep.Begin()
 		defer done()
 	}
-	f.metrics.TCPConnection(clusterName)
 	sent, received := splice(ctx, conn, up)
-	f.metrics.TCPBytes(clusterName, sent, received)
+	info.BytesReceived, info.BytesSent = sent, received
 }
 
 // ErrNotRedirected refuses to pass a connection to its original destination when it
 // was not redirected: that destination is this very listener, and the proxy would
 // connect to itself again and again.
 var ErrNotRedirected = errors.New("connection was not redirected: its original destination is this proxy")
+
+// downstreamConn is the accepted connection as the listener filters saw it (with its
+// restored destination), also when TLS was terminated on top of it.
+func downstreamConn(ctx context.Context, conn net.Conn) *inspect.Conn {
+	if c := inspect.ConnFromContext(ctx); c != nil {
+		return c
+	}
+	return inspect.Wrap(conn)
+}
 
 // originalDestination is where an ORIGINAL_DST cluster sends a downstream connection.
 func originalDestination(c *inspect.Conn) (string, error) {
@@ -87,6 +129,14 @@ func dialEndpoint(ctx context.Context, c *upstream.Cluster) (net.Conn, *upstream
 			break
 		}
 		conn, err := dial(ctx, "tcp", ep.Address)
+		if err == nil && ep.TLS != nil {
+			var tc net.Conn
+			if tc, err = ep.TLS.Handshake(ctx, conn); err == nil {
+				conn = tc
+			} else {
+				err = &ConnectError{Address: ep.Address, Err: fmt.Errorf("TLS handshake: %w", err)}
+			}
+		}
 		if err == nil {
 			return conn, ep, nil
 		}

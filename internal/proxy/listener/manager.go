@@ -2,12 +2,15 @@
 // the full desired set: new listeners are bound, removed ones closed, and unchanged ones
 // (same name, address and kind) stay open so their connections are not dropped.
 //
-// Every accepted TCP connection goes through the listener's current listener filters
-// (original_dst, tls_inspector, http_inspector) and filter chain match, looked up at
-// accept time, so RDS/CDS/EDS and chain changes need no rebinding. A connection whose
-// chain has an HTTP connection manager is handed to that chain's HTTP server (one per
-// listener and chain, created on first use); a tcp_proxy chain gets ServeTCP. UDP
-// listeners serve DNS, over UDP and over TCP on the same address.
+// Every accepted TCP connection goes, on its own goroutine, through the listener's
+// current listener filters (original_dst, tls_inspector, http_inspector), filter chain
+// match and the chain's TLS termination, looked up at accept time, so RDS/CDS/EDS and
+// chain changes need no rebinding. A connection whose chain has an HTTP connection
+// manager is then handed to that chain's HTTP server (one per listener and chain,
+// created on first use; a *tls.Conn arrives with its handshake done, so requests see
+// r.TLS); a tcp_proxy chain gets ServeTCP. The connection's *peer.Info and its
+// *inspect.Conn (restored destination) travel in the context. UDP listeners serve DNS,
+// over UDP and over TCP on the same address.
 package listener
 
 import (
@@ -25,6 +28,7 @@ import (
 	"skein.dev/skein/internal/proxy/dns"
 	"skein.dev/skein/internal/proxy/filterchain"
 	"skein.dev/skein/internal/proxy/inspect"
+	"skein.dev/skein/internal/proxy/peer"
 	"skein.dev/skein/internal/proxy/resource"
 )
 
@@ -49,6 +53,9 @@ type Listener interface {
 	ListenerFilters() resource.ListenerFilters
 	// SelectChain picks the filter chain; false closes the connection.
 	SelectChain(ci filterchain.ConnInfo) (Chain, bool)
+	// Terminate ends TLS as the chain says and returns the connection its filter
+	// serves and the peer's info; on error it has closed conn and called refused.
+	Terminate(ctx context.Context, chain string, conn net.Conn, refused func(reason string)) (net.Conn, *peer.Info, error)
 }
 
 // Options configure a Manager.
@@ -58,8 +65,11 @@ type Options struct {
 	Lookup func(listener string) Listener
 	// HTTPHandler returns the handler of an HTTP filter chain.
 	HTTPHandler func(listener, chain string) http.Handler
-	// ServeTCP handles one connection of a tcp_proxy filter chain and closes it.
+	// ServeTCP handles one connection of a tcp_proxy filter chain and closes it. ctx
+	// carries the connection's *peer.Info.
 	ServeTCP func(ctx context.Context, conn net.Conn, listener, chain string)
+	// Refused, optional, counts connections closed before any filter (by reason).
+	Refused func(listener, reason string)
 	// DNSHandler returns the handler of a UDP (DNS) listener.
 	DNSHandler func(listener string) mdns.Handler
 }
@@ -229,20 +239,38 @@ func (m *Manager) handle(ctx context.Context, b *bound, conn net.Conn, log *slog
 		return
 	}
 	ci := filterchain.ConnInfo{Dst: c.Dst(), ServerName: res.ServerName, TransportProtocol: res.TransportProtocol, ApplicationProtocols: res.ApplicationProtocols}
+	refused := func(reason string) {
+		if m.opts.Refused != nil {
+			m.opts.Refused(b.spec.Name, reason)
+		}
+	}
 	chain, ok := l.SelectChain(ci)
 	if !ok {
-		log.Debug("no filter chain matches; closing", "peer", conn.RemoteAddr(), "destination", ci.Dst, "protocols", ci.ApplicationProtocols)
+		refused("no_filter_chain")
+		log.Debug("no filter chain matches; closing", "peer", conn.RemoteAddr(), "destination", ci.Dst, "transport", ci.TransportProtocol, "protocols", ci.ApplicationProtocols)
 		conn.Close()
 		return
 	}
+	served, info, err := l.Terminate(ctx, chain.Name, c, refused)
+	if err != nil {
+		log.Debug("connection refused", "peer", conn.RemoteAddr(), "chain", chain.Name, "error", err)
+		return
+	}
+	cctx := inspect.ContextWithConn(peer.NewContext(ctx, info), c)
 	if !chain.HTTP {
-		m.opts.ServeTCP(ctx, c, b.spec.Name, chain.Name)
+		m.opts.ServeTCP(cctx, served, b.spec.Name, chain.Name)
 		return
 	}
 	cs := m.chainServer(b, chain, log)
-	if cs == nil || !cs.ln.push(ctx, c) {
-		conn.Close()
+	if cs == nil || !cs.ln.push(ctx, served, connState{info: info, down: c}) {
+		served.Close()
 	}
+}
+
+// connState is what an HTTP chain's requests need to know about their connection.
+type connState struct {
+	info *peer.Info
+	down *inspect.Conn
 }
 
 // chainServer returns the HTTP server of a filter chain, starting it on first use.
@@ -255,9 +283,12 @@ func (m *Manager) chainServer(b *bound, chain Chain, log *slog.Logger) *chainSer
 	if cs := b.servers[chain]; cs != nil {
 		return cs
 	}
+	// HTTP/1.1 and h2c as the codec allows, and HTTP/2 over TLS when ALPN negotiated
+	// "h2" on a TLS filter chain.
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(chain.Codec != resource.CodecHTTP2)
 	protocols.SetUnencryptedHTTP2(chain.Codec != resource.CodecHTTP1)
+	protocols.SetHTTP2(chain.Codec != resource.CodecHTTP1)
 	cs := &chainServer{ln: newChanListener(b.ln.Addr())}
 	cs.srv = &http.Server{
 		Handler:           m.opts.HTTPHandler(b.spec.Name, chain.Name),
@@ -265,10 +296,14 @@ func (m *Manager) chainServer(b *bound, chain Chain, log *slog.Logger) *chainSer
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if ic, ok := c.(*inspect.Conn); ok {
-				return inspect.ContextWithConn(ctx, ic)
+			st, ok := cs.ln.take(c)
+			if !ok {
+				return ctx
 			}
-			return ctx
+			if st.info != nil {
+				ctx = peer.NewContext(ctx, st.info)
+			}
+			return inspect.ContextWithConn(ctx, st.down)
 		},
 	}
 	b.servers[chain] = cs
@@ -326,12 +361,14 @@ func (m *Manager) Close() {
 	m.wg.Wait()
 }
 
-// chanListener is a net.Listener whose connections are pushed by the accept loop.
+// chanListener is a net.Listener whose connections are pushed by the accept loop,
+// each with its state kept until the server asks for it (ConnContext).
 type chanListener struct {
 	addr  net.Addr
 	conns chan net.Conn
 	done  chan struct{}
 	once  sync.Once
+	state sync.Map // net.Conn -> connState
 }
 
 func newChanListener(addr net.Addr) *chanListener {
@@ -339,15 +376,24 @@ func newChanListener(addr net.Addr) *chanListener {
 }
 
 // push hands a connection to the server; false when the listener is closed.
-func (l *chanListener) push(ctx context.Context, c net.Conn) bool {
+func (l *chanListener) push(ctx context.Context, c net.Conn, st connState) bool {
+	l.state.Store(c, st)
 	select {
 	case l.conns <- c:
 		return true
 	case <-l.done:
-		return false
 	case <-ctx.Done():
-		return false
 	}
+	l.state.Delete(c)
+	return false
+}
+
+func (l *chanListener) take(c net.Conn) (connState, bool) {
+	v, ok := l.state.LoadAndDelete(c)
+	if !ok {
+		return connState{}, false
+	}
+	return v.(connState), true
 }
 
 func (l *chanListener) Accept() (net.Conn, error) {

@@ -59,6 +59,12 @@ func (d *Decoder) listener(pb *listenerv3.Listener) (*Listener, error) {
 		return nil, err
 	}
 	l := &Listener{Name: pb.GetName(), Address: addr}
+	switch pb.GetTrafficDirection() {
+	case corev3.TrafficDirection_INBOUND:
+		l.Direction = DirectionInbound
+	case corev3.TrafficDirection_OUTBOUND:
+		l.Direction = DirectionOutbound
+	}
 	if pb.GetAddress().GetSocketAddress().GetProtocol() == corev3.SocketAddress_UDP {
 		return d.udpListener(pb, l)
 	}
@@ -106,6 +112,15 @@ func (d *Decoder) listener(pb *listenerv3.Listener) (*Listener, error) {
 	if l.ListenerFilters, err = listenerFilters(pb); err != nil {
 		return nil, err
 	}
+	if l.ListenerFilters.TLSInspector == nil {
+		// Envoy adds the TLS inspector itself when a chain matches on TLS.
+		for _, c := range l.Chains() {
+			if c.Match.TransportProtocol == TransportTLS || len(c.Match.ServerNames) > 0 {
+				l.ListenerFilters.TLSInspector = &Inspector{}
+				break
+			}
+		}
+	}
 	return l, nil
 }
 
@@ -118,6 +133,9 @@ func (d *Decoder) filterChain(fc *listenerv3.FilterChain, field string) (*Filter
 	var err error
 	if c.Match, err = filterChainMatch(fc.GetFilterChainMatch()); err != nil {
 		return nil, fmt.Errorf("%s.filter_chain_match: %w", field, err)
+	}
+	if c.TLS, err = d.downstreamSocket(fc.GetTransportSocket(), field+".transport_socket"); err != nil {
+		return nil, err
 	}
 	tc := filters[0].GetTypedConfig()
 	switch tc.GetTypeUrl() {
@@ -175,7 +193,7 @@ func filterChainMatch(m *listenerv3.FilterChainMatch) (FilterChainMatch, error) 
 		out.ServerNames = append(out.ServerNames, strings.ToLower(n))
 	}
 	switch tp := m.GetTransportProtocol(); tp {
-	case "", "raw_buffer", "tls":
+	case "", TransportRawBuffer, TransportTLS:
 		out.TransportProtocol = tp
 	default:
 		return out, fmt.Errorf("transport_protocol %q: want raw_buffer or tls", tp)
@@ -295,6 +313,23 @@ func portPredicate(p *listenerv3.ListenerFilterChainMatchPredicate, depth int) (
 
 func (d *Decoder) httpConnectionManager(pb *hcmv3.HttpConnectionManager) (*HTTPConnectionManager, error) {
 	h := &HTTPConnectionManager{StatPrefix: pb.GetStatPrefix()}
+	switch pb.GetForwardClientCertDetails() {
+	case hcmv3.HttpConnectionManager_SANITIZE:
+		h.ForwardClientCert = XFCCSanitize
+	case hcmv3.HttpConnectionManager_FORWARD_ONLY:
+		h.ForwardClientCert = XFCCForwardOnly
+	case hcmv3.HttpConnectionManager_APPEND_FORWARD:
+		h.ForwardClientCert = XFCCAppendForward
+	case hcmv3.HttpConnectionManager_SANITIZE_SET:
+		h.ForwardClientCert = XFCCSanitizeSet
+	case hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY:
+		h.ForwardClientCert = XFCCAlwaysForwardOnly
+	default:
+		return nil, fmt.Errorf("HttpConnectionManager.forward_client_cert_details %v unsupported", pb.GetForwardClientCertDetails())
+	}
+	if cd := pb.GetSetCurrentClientCertDetails(); cd != nil {
+		h.ClientCertDetails = ClientCertDetails{Subject: cd.GetSubject().GetValue(), Cert: cd.GetCert(), Chain: cd.GetChain(), DNS: cd.GetDns(), URI: cd.GetUri()}
+	}
 	switch pb.GetCodecType() {
 	case hcmv3.HttpConnectionManager_AUTO:
 		h.Codec = CodecAuto

@@ -32,9 +32,13 @@ import (
 // as skein up's user and listens on its container port. Both are started through
 // `skein netns-exec`, which joins the pod's namespace and mounts its resolv.conf.
 
-// AdminPort is the sidecar's admin port in a pod, bound on the pod IP so the runtime
-// reaches it over the bridge (and excluded from inbound capture).
-const AdminPort = 15000
+// AdminPort and MetricsPort are the sidecar's admin and merged-metrics ports in a pod
+// (Istio's), bound on the pod IP so the runtime and tools reach them over the bridge;
+// both are excluded from inbound capture.
+const (
+	AdminPort   = 15000
+	MetricsPort = 15020
+)
 
 // netnsUnavailable says why isolation netns cannot run here ("" when it can).
 func netnsUnavailable() string {
@@ -142,7 +146,7 @@ func (m *Mesh) startPod(ctx context.Context, cfg *model.Mesh, w *model.Workload,
 	if err != nil {
 		return nil, err
 	}
-	r := &replicaRun{index: index, client: &http.Client{Timeout: time.Second}, pod: pod, pods: m.pods, adminPort: AdminPort}
+	r := &replicaRun{index: index, client: &http.Client{Timeout: time.Second}, pod: pod, pods: m.pods, adminPort: AdminPort, metricsPort: MetricsPort}
 	fail := func(err error) (*replicaRun, error) {
 		r.stop()
 		return nil, err
@@ -223,16 +227,28 @@ func (m *Mesh) startPod(ctx context.Context, cfg *model.Mesh, w *model.Workload,
 		return fail(err)
 	}
 	uid, gid := strconv.Itoa(capture.DefaultProxyUID), strconv.Itoa(capture.DefaultProxyGID)
+	proxyCmd := m.sidecarCommand(r, string(nodeJSON), logDir)
+	// The sidecar runs as the proxy uid, which cannot open files in the state dir:
+	// its access log is opened here and inherited as descriptor 3.
+	var extra []*os.File
+	for i, a := range proxyCmd {
+		if a == "--access-log" && i+1 < len(proxyCmd) && proxyCmd[i+1] != "-" {
+			f, err := openLog(proxyCmd[i+1])
+			if err != nil {
+				return fail(err)
+			}
+			r.files = append(r.files, f) // kept open for restarts, closed by stop
+			extra = append(extra, f)
+			proxyCmd[i+1] = "/dev/fd/3"
+		}
+	}
 	r.sidecar, err = supervisor.Start(ctx, supervisor.Spec{
-		Name: r.proxy.ID + "/proxy",
-		Command: []string{m.opts.Self, "netns-exec", "--netns", pod.Netns, "--uid", uid, "--gid", gid, "--",
-			m.opts.Self, "proxy",
-			"--xds-address", m.podXDS,
-			"--node-json", string(nodeJSON),
-			"--admin-address", r.adminAddr()},
-		Env:    os.Environ(),
-		Stdout: sidecarLog,
-		Stderr: sidecarLog,
+		Name:       r.proxy.ID + "/proxy",
+		Command:    append([]string{m.opts.Self, "netns-exec", "--netns", pod.Netns, "--uid", uid, "--gid", gid, "--"}, proxyCmd...),
+		Env:        os.Environ(),
+		Stdout:     sidecarLog,
+		Stderr:     sidecarLog,
+		ExtraFiles: extra,
 	}, m.logger)
 	if err != nil {
 		return fail(fmt.Errorf("sidecar: %w", err))

@@ -29,21 +29,24 @@ type workloadRun struct {
 // replicaRun is one replica: a sidecar process and, if the workload has a command, the
 // app process, with the ports allocated to them.
 type replicaRun struct {
-	index     int
-	proxy     model.Proxy
-	env       []string // the app's environment additions (KEY=VALUE)
-	sidecar   *supervisor.Process
-	app       *supervisor.Process // nil for workloads without a command
-	healthy   atomic.Bool
-	client    *http.Client
-	adminPort int
-	port      int // the app's $PORT
+	index       int
+	proxy       model.Proxy
+	env         []string // the app's environment additions (KEY=VALUE)
+	sidecar     *supervisor.Process
+	app         *supervisor.Process // nil for workloads without a command
+	healthy     atomic.Bool
+	client      *http.Client
+	adminPort   int
+	metricsPort int    // the sidecar's /stats/prometheus (Istio's 15020)
+	accessLog   string // the sidecar's access log file, "" when off
+	port        int    // the app's $PORT
 
 	// Isolation netns: the replica's pod, the network it belongs to, and the
 	// container ports the app listens on.
 	pod      *podnet.Pod
 	pods     *podnet.Network
 	podPorts []int
+	files    []*os.File // inherited by the sidecar at every (re)start
 }
 
 func (r *replicaRun) appPort() int { return r.port }
@@ -69,6 +72,10 @@ func (r *replicaRun) inboundAddr() string {
 
 func (r *replicaRun) adminAddr() string {
 	return net.JoinHostPort(r.proxy.IP, strconv.Itoa(r.adminPort))
+}
+
+func (r *replicaRun) metricsAddr() string {
+	return net.JoinHostPort(r.proxy.IP, strconv.Itoa(r.metricsPort))
 }
 
 // probe reports whether the replica can take traffic: its sidecar is ready and its
@@ -192,6 +199,9 @@ func (r *replicaRun) stop() {
 	if r.sidecar != nil {
 		r.sidecar.Stop(2 * time.Second)
 	}
+	for _, f := range r.files {
+		f.Close()
+	}
 	if r.pod != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -220,7 +230,7 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 		}
 	}
 	nApp := max(len(w.Ports), 1)
-	ports, err := supervisor.AllocatePorts(nApp + len(w.Ports) + 2 + len(ups))
+	ports, err := supervisor.AllocatePorts(nApp + len(w.Ports) + 3 + len(ups))
 	if err != nil {
 		return nil, err
 	}
@@ -251,6 +261,7 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 	r.port = appPorts[0]
 	r.proxy.OutboundHTTPPort = next()
 	r.adminPort = next()
+	r.metricsPort = next()
 	env := []string{
 		"PORT=" + strconv.Itoa(appPorts[0]),
 		"SKEIN_WORKLOAD=" + w.Name,
@@ -308,14 +319,11 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 		return nil, err
 	}
 	r.sidecar, err = supervisor.Start(ctx, supervisor.Spec{
-		Name: r.proxy.ID + "/proxy",
-		Command: []string{m.opts.Self, "proxy",
-			"--xds-address", m.xdsAddr,
-			"--node-json", string(nodeJSON),
-			"--admin-address", r.adminAddr()},
-		Env:    os.Environ(),
-		Stdout: sidecarLog,
-		Stderr: sidecarLog,
+		Name:    r.proxy.ID + "/proxy",
+		Command: m.sidecarCommand(r, string(nodeJSON), logDir),
+		Env:     os.Environ(),
+		Stdout:  sidecarLog,
+		Stderr:  sidecarLog,
 	}, m.logger)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)
@@ -374,4 +382,22 @@ func envName(s string) string {
 			return '_'
 		}
 	}, s)
+}
+
+// sidecarCommand is the `skein proxy` command line of a replica's sidecar.
+func (m *Mesh) sidecarCommand(r *replicaRun, nodeJSON, logDir string) []string {
+	xds := m.xdsAddr
+	if r.pod != nil {
+		xds = m.podXDS // pods reach the control plane on the bridge
+	}
+	cmd := []string{m.opts.Self, "proxy",
+		"--xds-address", xds,
+		"--node-json", nodeJSON,
+		"--admin-address", r.adminAddr(),
+		"--metrics-address", r.metricsAddr()}
+	if !m.opts.NoAccessLogs {
+		r.accessLog = filepath.Join(logDir, r.proxy.ID+".access.log")
+		cmd = append(cmd, "--access-log", r.accessLog)
+	}
+	return append(cmd, m.opts.ProxyArgs...)
 }

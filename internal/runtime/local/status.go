@@ -22,6 +22,8 @@ func (m *Mesh) Status() api.Status {
 		ConfigDir:  m.opts.ConfigDir,
 		Isolation:  m.opts.Isolation,
 		XDSAddress: m.xdsAddr,
+		Monitoring: m.monitoringAddr,
+		Dashboard:  m.dashboardAddr,
 	}
 	for _, p := range proxies {
 		ap := api.Proxy{ID: p.ID, Connected: p.Connected, Version: p.Version, Acked: p.Acked, InSync: p.InSync}
@@ -75,6 +77,9 @@ func (m *Mesh) Status() api.Status {
 				InboundPorts: map[string]string{},
 				Outbound:     net.JoinHostPort(r.proxy.IP, strconv.Itoa(r.proxy.OutboundHTTPPort)),
 				Admin:        r.adminAddr(),
+				Metrics:      r.metricsAddr(),
+				AccessLog:    r.accessLog,
+				Labels:       r.proxy.Labels,
 				ProxyID:      r.proxy.ID,
 				ProxyState:   string(r.sidecar.State()),
 				ProxyPid:     r.sidecar.Pid(),
@@ -141,4 +146,11 @@ func (m *Mesh) ExecEnv(name, namespace string) (api.ExecEnv, error) {
 		env.Netns = r.pod.Netns
 	}
 	return env, nil
+}
+
+// Config implements api.ConfigBackend: the last accepted configuration.
+func (m *Mesh) Config() *model.Mesh {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg
 }

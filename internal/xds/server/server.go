@@ -21,6 +21,7 @@ import (
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -49,6 +50,9 @@ type Options struct {
 	Debounce time.Duration
 	// Now is the clock for status timestamps; time.Now when nil.
 	Now func() time.Time
+	// Register, optional, adds more services to the gRPC server Serve runs (the CA's
+	// CSR service shares it with xDS).
+	Register func(grpc.ServiceRegistrar)
 }
 
 // ProxyStatus is what the control plane knows about one node.
@@ -85,13 +89,17 @@ type Server struct {
 	cache    cachev3.SnapshotCache
 	xds      serverv3.Server
 	kick     chan struct{} // capacity 1: "a new mesh is waiting"
+	metrics  *metrics
+	register func(grpc.ServiceRegistrar)
 
 	// pushMu serialises translate+SetSnapshot, so a node's versions never go backwards.
 	// It is never taken while holding mu.
 	pushMu sync.Mutex
 
-	mu      sync.Mutex
-	mesh    *model.Mesh
+	mu   sync.Mutex
+	mesh *model.Mesh
+	// meshAt is when the oldest not yet pushed Update arrived (push latency).
+	meshAt  time.Time
 	nodes   map[string]*nodeState
 	streams map[streamKey]*streamState
 	lastErr error
@@ -146,9 +154,11 @@ func New(opts Options) *Server {
 		debounce: opts.Debounce,
 		now:      opts.Now,
 		kick:     make(chan struct{}, 1),
+		register: opts.Register,
 		nodes:    map[string]*nodeState{},
 		streams:  map[streamKey]*streamState{},
 	}
+	s.metrics = newMetrics(s)
 	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, slogAdapter{opts.Logger})
 	// The handlers' context only bounds the handlers' own goroutines; streams end when
 	// the gRPC server stops.
@@ -163,6 +173,7 @@ func (s *Server) Register(gs *grpc.Server) {
 	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, s.xds)
 	listenerservice.RegisterListenerDiscoveryServiceServer(gs, s.xds)
 	routeservice.RegisterRouteDiscoveryServiceServer(gs, s.xds)
+	secretservice.RegisterSecretDiscoveryServiceServer(gs, s.xds)
 }
 
 // Serve runs its own gRPC server on lis and the Run loop until ctx ends.
@@ -171,6 +182,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	defer cancel()
 	gs := grpc.NewServer()
 	s.Register(gs)
+	if s.register != nil {
+		s.register(gs)
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); s.Run(ctx) }()
@@ -192,6 +206,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 func (s *Server) Update(mesh *model.Mesh) {
 	s.mu.Lock()
 	s.mesh = mesh
+	if s.meshAt.IsZero() {
+		s.meshAt = s.now()
+	}
 	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
@@ -310,6 +327,8 @@ func (s *Server) pushAll() {
 	defer s.pushMu.Unlock()
 	s.mu.Lock()
 	s.pushes++
+	since := s.meshAt
+	s.meshAt = time.Time{}
 	var gen int64
 	if s.mesh != nil {
 		gen = s.mesh.Generation
@@ -331,6 +350,7 @@ func (s *Server) pushAll() {
 	s.lastErr = errors.Join(errs...)
 	s.appliedGeneration = gen
 	s.mu.Unlock()
+	s.metrics.observeConvergence(since)
 }
 
 // AppliedGeneration is the mesh generation whose snapshots have been set for every
@@ -425,6 +445,7 @@ func consistent(snap *cachev3.Snapshot, res *translate.Resources) error {
 
 func (s *Server) recordError(id string, err error) error {
 	s.log.Error("xds snapshot not updated", "node", id, "err", err)
+	s.metrics.internalErrs.Inc()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n := s.nodes[id]; n != nil {
@@ -438,7 +459,7 @@ func (s *Server) recordError(id string, err error) error {
 func contentHash(res *translate.Resources) (string, error) {
 	h := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
-	for _, group := range [][]types.Resource{res.Listeners, res.Routes, res.Clusters, res.Endpoints} {
+	for _, group := range [][]types.Resource{res.Listeners, res.Routes, res.Clusters, res.Endpoints, res.Secrets} {
 		for _, r := range group {
 			b, err := opts.Marshal(r)
 			if err != nil {
@@ -452,7 +473,7 @@ func contentHash(res *translate.Resources) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// shortType names a type URL as people do (LDS, RDS, CDS, EDS).
+// shortType names a type URL as people do (LDS, RDS, CDS, EDS, SDS).
 func shortType(typeURL string) string {
 	switch typeURL {
 	case resource.ListenerType:
@@ -463,6 +484,8 @@ func shortType(typeURL string) string {
 		return "CDS"
 	case resource.EndpointType:
 		return "EDS"
+	case resource.SecretType:
+		return "SDS"
 	}
 	return typeURL
 }

@@ -51,7 +51,10 @@ func (b *builder) listeners() ([]types.Resource, error) {
 // app: HTTP ports through an inline route, other ports byte for byte.
 func (b *builder) inboundListener(containerPort int) *listener.Listener {
 	name := InboundListenerName(containerPort)
-	return b.listener(name, b.proxy.InboundPorts[containerPort], b.inboundFilter(containerPort, b.inboundProtocol(containerPort).IsHTTP()))
+	http := b.inboundProtocol(containerPort).IsHTTP()
+	l := b.listener(name, b.proxy.InboundPorts[containerPort], b.inboundFilter(containerPort, http))
+	b.secureInbound(l, containerPort, http)
+	return l
 }
 
 // inboundFilter is the network filter for a container port's inbound traffic: an HTTP
@@ -79,7 +82,7 @@ func (b *builder) inboundFilter(containerPort int, http bool) *listener.Filter {
 			}},
 		}},
 	}
-	return b.httpConnectionManager(name, rc)
+	return b.httpConnectionManager(name, rc, b.forwardClientCert)
 }
 
 // listener wraps one network filter in the single filter chain the proxy accepts.
@@ -93,8 +96,8 @@ func (b *builder) listener(name string, port int, filter *listener.Filter) *list
 }
 
 // httpConnectionManager uses the inline route when given, else RDS over ADS with the
-// listener's name.
-func (b *builder) httpConnectionManager(name string, inline *route.RouteConfiguration) *listener.Filter {
+// listener's name; opts adjust the manager before it is packed.
+func (b *builder) httpConnectionManager(name string, inline *route.RouteConfiguration, opts ...func(*hcm.HttpConnectionManager)) *listener.Filter {
 	m := &hcm.HttpConnectionManager{
 		StatPrefix: name,
 		CodecType:  hcm.HttpConnectionManager_AUTO,
@@ -102,6 +105,9 @@ func (b *builder) httpConnectionManager(name string, inline *route.RouteConfigur
 			Name:       wellknown.Router,
 			ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: b.toAny(&router.Router{})},
 		}},
+	}
+	for _, o := range opts {
+		o(m)
 	}
 	if inline != nil {
 		m.RouteSpecifier = &hcm.HttpConnectionManager_RouteConfig{RouteConfig: inline}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -61,7 +62,9 @@ type Spec struct {
 	// Stdout and Stderr receive the output; nil discards it. An *os.File is given to
 	// the child directly.
 	Stdout, Stderr io.Writer
-	Restart        RestartPolicy
+	// ExtraFiles are inherited as descriptors 3, 4, ... (os/exec's ExtraFiles).
+	ExtraFiles []*os.File
+	Restart    RestartPolicy
 	// MinBackoff and MaxBackoff bound the wait before a restart, which doubles after
 	// every quick exit; zero means DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
@@ -153,6 +156,7 @@ func (p *Process) startOnce() (*run, error) {
 	cmd.Dir = p.spec.Dir
 	cmd.Stdout = p.spec.Stdout
 	cmd.Stderr = p.spec.Stderr
+	cmd.ExtraFiles = p.spec.ExtraFiles
 	cmd.SysProcAttr = sysProcAttr()
 	// Output not given as a file is copied through a pipe that grandchildren may keep
 	// open after the leader died: do not let that block Wait for long.
