@@ -113,6 +113,12 @@ type Services struct {
 // (outbound|<port>|<subset>|<fqdn>); nil for other clusters.
 func (s *Services) ForCluster(cluster string) *streaminfo.Service {
 	return s.lookup(cluster, func() *streaminfo.Service {
+		switch cluster {
+		case "PassthroughCluster", "BlackHoleCluster", "InboundPassthroughClusterIpv4":
+			// Traffic to no mesh service (transparent capture): Istio names it after
+			// the cluster in destination_service_name.
+			return &streaminfo.Service{Host: cluster, Name: cluster}
+		}
 		parts := strings.Split(cluster, "|")
 		if len(parts) != 4 || parts[0] != "outbound" || parts[3] == "" {
 			return nil

@@ -11,8 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -302,6 +302,7 @@ func (m *Mesh) endpointsLocked() []model.Endpoint {
 					Port:       port,
 					TargetPort: cp.ContainerPort,
 					Healthy:    healthy,
+					Sidecar:    true, // every replica has one: mesh mTLS (auto-mTLS) applies
 				})
 			}
 		}

@@ -164,6 +164,7 @@ func (b *builder) virtualOutbound() (*listener.Listener, error) {
 		Name:               VirtualOutboundName,
 		Address:            socketAddress(allInterfaces, capture.DefaultOutboundPort),
 		StatPrefix:         VirtualOutboundName,
+		TrafficDirection:   core.TrafficDirection_OUTBOUND,
 		FilterChains:       chains,
 		DefaultFilterChain: filterChain(PassthroughFilterChainName, nil, b.tcpProxy(passthrough, []weightedCluster{{name: passthrough, weight: 100}})),
 		ListenerFilters:    b.listenerFilters(sniffed),
@@ -175,31 +176,91 @@ func (b *builder) virtualOutbound() (*listener.Listener, error) {
 func (b *builder) virtualInbound() *listener.Listener {
 	var chains []*listener.FilterChain
 	var sniffed []int
+	anyTLS := false
 	for _, cp := range b.inboundPorts() {
 		name := InboundClusterName(cp)
-		portMatch := func(protocols []string) *listener.FilterChainMatch {
-			return &listener.FilterChainMatch{DestinationPort: wrapperspb.UInt32(uint32(cp)), ApplicationProtocols: protocols}
+		mode := model.MTLSDisable
+		if b.secure() {
+			mode = b.inboundMode(cp)
 		}
-		switch p := b.declaredInboundProtocol(cp); {
-		case p == model.ProtocolUnknown:
+		match := func(transport string, protocols []string) *listener.FilterChainMatch {
+			return &listener.FilterChainMatch{DestinationPort: wrapperspb.UInt32(uint32(cp)), TransportProtocol: transport, ApplicationProtocols: protocols}
+		}
+		declared := b.declaredInboundProtocol(cp)
+		if declared == model.ProtocolUnknown {
 			sniffed = append(sniffed, cp)
+		}
+		if mode != model.MTLSDisable {
+			// Under mTLS the protocol cannot be sniffed before TLS ends: an undeclared
+			// port's mTLS traffic is proxied as TCP.
+			anyTLS = true
+			chains = append(chains, b.mtlsChain(name+"mtls", match("", nil), b.inboundFilter(cp, declared.IsHTTP()), declared.IsHTTP()))
+			if mode == model.MTLSStrict {
+				continue // plaintext to this port matches no chain: refused
+			}
+		}
+		plainTransport := ""
+		if mode != model.MTLSDisable {
+			plainTransport = "raw_buffer"
+		}
+		if declared == model.ProtocolUnknown {
 			chains = append(chains,
-				filterChain(name+"http", portMatch(sniffedProtocols), b.inboundFilter(cp, true)),
-				filterChain(name, portMatch(nil), b.inboundFilter(cp, false)))
-		default:
-			chains = append(chains, filterChain(name, portMatch(nil), b.inboundFilter(cp, p.IsHTTP())))
+				filterChain(name+"http", match(plainTransport, sniffedProtocols), b.inboundFilter(cp, true)),
+				filterChain(name, match(plainTransport, nil), b.inboundFilter(cp, false)))
+			continue
+		}
+		chains = append(chains, filterChain(name, match(plainTransport, nil), b.inboundFilter(cp, declared.IsHTTP())))
+	}
+	// Other ports pass through to the app at their original destination, under the
+	// workload's mode: a chain without destination_port, so a connection to a
+	// declared port that its chains refuse (plaintext under STRICT) cannot fall back
+	// to it, as Envoy never backtracks.
+	passthrough := b.tcpProxy(InboundPassthroughName, []weightedCluster{{name: InboundPassthroughName, weight: 100}})
+	mode := model.MTLSDisable
+	if b.secure() {
+		mode = b.inboundMode(0)
+	}
+	switch mode {
+	case model.MTLSDisable:
+		chains = append(chains, filterChain(InboundPassthroughChainName, nil, passthrough))
+	default:
+		anyTLS = true
+		chains = append(chains, b.mtlsChain(InboundPassthroughChainName+"-mtls", &listener.FilterChainMatch{}, passthrough, false))
+		if mode == model.MTLSPermissive {
+			chains = append(chains, filterChain(InboundPassthroughChainName, &listener.FilterChainMatch{TransportProtocol: "raw_buffer"}, passthrough))
 		}
 	}
 	l := &listener.Listener{
-		Name:               VirtualInboundName,
-		Address:            socketAddress(allInterfaces, capture.DefaultInboundPort),
-		StatPrefix:         VirtualInboundName,
-		FilterChains:       chains,
-		DefaultFilterChain: filterChain(InboundPassthroughChainName, nil, b.tcpProxy(InboundPassthroughName, []weightedCluster{{name: InboundPassthroughName, weight: 100}})),
-		ListenerFilters:    b.listenerFilters(sniffed),
+		Name:             VirtualInboundName,
+		Address:          socketAddress(allInterfaces, capture.DefaultInboundPort),
+		StatPrefix:       VirtualInboundName,
+		TrafficDirection: core.TrafficDirection_INBOUND,
+		FilterChains:     chains,
+		ListenerFilters:  b.inboundListenerFilters(sniffed, anyTLS),
 	}
-	b.detectionTimeout(l, sniffed)
+	if len(sniffed) > 0 || anyTLS {
+		l.ListenerFiltersTimeout = durationpb.New(b.mesh.DetectionTimeout())
+		l.ContinueOnListenerFiltersTimeout = true
+	}
 	return l
+}
+
+// inboundListenerFilters: original_dst; with mTLS on any port the TLS inspector on
+// every connection (a silent client is plaintext after the detection timeout); the
+// HTTP inspector only on sniffed ports.
+func (b *builder) inboundListenerFilters(sniffed []int, anyTLS bool) []*listener.ListenerFilter {
+	out := b.listenerFilters(sniffed)
+	if !anyTLS {
+		return out
+	}
+	for _, f := range out {
+		if f.Name == wellKnownTLSInspector {
+			f.FilterDisabled = nil
+			return out
+		}
+	}
+	tls := &listener.ListenerFilter{Name: wellKnownTLSInspector, ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: b.toAny(&tlsinspector.TlsInspector{})}}
+	return append(out[:1], append([]*listener.ListenerFilter{tls}, out[1:]...)...)
 }
 
 // listenerFilters: original_dst always; the inspectors only for the sniffed ports

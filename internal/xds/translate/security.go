@@ -14,6 +14,7 @@ import (
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -230,6 +231,29 @@ func (b *builder) secureInbound(l *listener.Listener, containerPort int, http bo
 	if mode == model.MTLSDisable {
 		return
 	}
+	plain := l.FilterChains[0]
+	mtls := b.mtlsChain("mtls", &listener.FilterChainMatch{}, plain.Filters[0], http)
+	l.ListenerFilters = []*listener.ListenerFilter{{
+		Name:       ListenerTLSInspector,
+		ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: b.toAny(&tlsinspector.TlsInspector{})},
+	}}
+	// A client that sends nothing (a server-first protocol) is plaintext after the
+	// detection timeout: served under PERMISSIVE, refused under STRICT.
+	l.ListenerFiltersTimeout = durationpb.New(b.mesh.DetectionTimeout())
+	l.ContinueOnListenerFiltersTimeout = true
+	if mode == model.MTLSStrict {
+		l.FilterChains = []*listener.FilterChain{mtls}
+		return
+	}
+	plain.Name = "plaintext"
+	plain.FilterChainMatch = &listener.FilterChainMatch{TransportProtocol: "raw_buffer"}
+	l.FilterChains = []*listener.FilterChain{mtls, plain}
+}
+
+// mtlsChain is an inbound filter chain that terminates mesh mTLS (the workload's
+// certificate, peers verified against the trust bundle) in front of filter; match gets
+// transport_protocol "tls".
+func (b *builder) mtlsChain(name string, match *listener.FilterChainMatch, filter *listener.Filter, http bool) *listener.FilterChain {
 	alpn := []string(nil)
 	if http {
 		alpn = alpnHTTP
@@ -248,24 +272,9 @@ func (b *builder) secureInbound(l *listener.Listener, containerPort int, http bo
 			},
 		},
 	}
-	plain := l.FilterChains[0]
-	mtls := &listener.FilterChain{
-		Name:             "mtls",
-		FilterChainMatch: &listener.FilterChainMatch{TransportProtocol: "tls"},
-		Filters:          plain.Filters,
-		TransportSocket:  b.tlsSocket(ctx),
-	}
-	l.ListenerFilters = []*listener.ListenerFilter{{
-		Name:       ListenerTLSInspector,
-		ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: b.toAny(&tlsinspector.TlsInspector{})},
-	}}
-	if mode == model.MTLSStrict {
-		l.FilterChains = []*listener.FilterChain{mtls}
-		return
-	}
-	plain.Name = "plaintext"
-	plain.FilterChainMatch = &listener.FilterChainMatch{TransportProtocol: "raw_buffer"}
-	l.FilterChains = []*listener.FilterChain{mtls, plain}
+	m := proto.Clone(match).(*listener.FilterChainMatch)
+	m.TransportProtocol = "tls"
+	return &listener.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listener.Filter{filter}, TransportSocket: b.tlsSocket(ctx)}
 }
 
 // forwardClientCert makes an inbound HTTP connection manager add the caller's
