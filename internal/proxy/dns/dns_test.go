@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"sort"
@@ -120,4 +121,31 @@ func TestTableAndForwarding(t *testing.T) {
 	if len(results) != len(want) {
 		t.Errorf("results %v, want %v", results, want)
 	}
+}
+
+// FuzzAnswer: any packet that unpacks as a DNS message gets an answer or none, never a
+// panic, from a table-only handler (no forwarding, so the fuzzer sends no traffic).
+func FuzzAnswer(f *testing.F) {
+	m := new(mdns.Msg)
+	m.SetQuestion("catalog.default.svc.cluster.local.", mdns.TypeA)
+	b, _ := m.Pack()
+	f.Add(b)
+	m.SetQuestion("x.", mdns.TypeAAAA)
+	b, _ = m.Pack()
+	f.Add(b)
+	table := Compile(&resource.DNSFilter{Table: []resource.DNSName{{Name: "catalog.default.svc.cluster.local", Addresses: []netip.Addr{netip.MustParseAddr("240.240.1.2")}, TTL: time.Minute}}})
+	table.Authoritative = []string{"cluster.local"}
+	h := &Handler{Table: func() *Table { return table }}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req := new(mdns.Msg)
+		if req.Unpack(b) != nil {
+			return
+		}
+		resp, _ := h.answer(context.Background(), req, &net.UDPAddr{})
+		if resp != nil {
+			if _, err := resp.Pack(); err != nil {
+				t.Fatalf("answer does not pack: %v", err)
+			}
+		}
+	})
 }
