@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,7 +16,8 @@ import (
 )
 
 func newUpCmd() *cobra.Command {
-	var stateDir, isolation, logLevel string
+	var stateDir, isolation, logLevel, caDir, trustDomain, rootNamespace string
+	var certTTL time.Duration
 	cmd := &cobra.Command{
 		Use:   "up [DIR]",
 		Short: "Run a whole mesh on this machine from a folder of YAML (default: the built-in demo)",
@@ -47,12 +49,21 @@ Without DIR, the built-in demo (frontend → catalog v1/v2 → inventory) is use
 				Self:      self,
 				Logger:    newLogger(logLevel),
 				Out:       cmd.OutOrStdout(),
+
+				CADir:         caDir,
+				CertTTL:       certTTL,
+				TrustDomain:   trustDomain,
+				RootNamespace: rootNamespace,
 			})
 		},
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", statedir.Default(), "folder for this instance's record and logs ($"+statedir.EnvVar+")")
 	cmd.Flags().StringVar(&isolation, "isolation", "auto", "workload isolation: auto, none or netns")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&caDir, "ca-dir", "", "folder of the mesh CA (default <state-dir>/ca); Istio plug-in files (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) there are used instead of a generated root")
+	cmd.Flags().DurationVar(&certTTL, "cert-ttl", 24*time.Hour, "lifetime of workload certificates (sidecars renew at half of it); seconds are fine for tests")
+	cmd.Flags().StringVar(&trustDomain, "trust-domain", "cluster.local", "trust domain of workload SPIFFE IDs")
+	cmd.Flags().StringVar(&rootNamespace, "root-namespace", "istio-system", "mesh root namespace (Istio's meshConfig.rootNamespace): its policies without a selector apply mesh-wide")
 	return cmd
 }
 

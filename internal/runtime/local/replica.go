@@ -36,6 +36,7 @@ type replicaRun struct {
 	client    *http.Client
 	adminPort int
 	port      int // the app's $PORT
+	identity  *replicaIdentity
 }
 
 func (r *replicaRun) appPort() int { return r.port }
@@ -175,7 +176,12 @@ func (r *replicaRun) stop() {
 	if r.app != nil {
 		r.app.Stop(3 * time.Second)
 	}
-	r.sidecar.Stop(2 * time.Second)
+	if r.sidecar != nil {
+		r.sidecar.Stop(2 * time.Second)
+	}
+	if r.identity != nil {
+		r.identity.release()
+	}
 }
 
 // startReplica allocates the replica's ports, starts its sidecar, waits briefly for it
@@ -259,6 +265,17 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 			env = append(env, prefix+"PORT_"+envName(u.port.Name)+"="+strconv.Itoa(local))
 		}
 	}
+	// The sidecar's bootstrap credential and the app's SPIFFE Workload API socket.
+	if r.identity, err = m.sec.forReplica(ctx, r.proxy); err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			r.stop() // revokes the credential, closes the socket, stops what started
+		}
+	}()
+	env = append(env, "SPIFFE_ENDPOINT_SOCKET=unix://"+r.identity.socket)
 	userEnv := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -285,7 +302,9 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 		Command: []string{m.opts.Self, "proxy",
 			"--xds-address", m.xdsAddr,
 			"--node-json", string(nodeJSON),
-			"--admin-address", r.adminAddr()},
+			"--admin-address", r.adminAddr(),
+			"--ca-token-file", r.identity.tokenFile,
+			"--trust-domain", m.sec.ca.TrustDomain().Name()},
 		Env:    os.Environ(),
 		Stdout: sidecarLog,
 		Stderr: sidecarLog,
@@ -295,6 +314,7 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 	}
 	r.waitReady(ctx, 10*time.Second)
 	if len(w.Command) == 0 {
+		started = true
 		return r, nil
 	}
 	appLog, err := openLog(filepath.Join(logDir, r.proxy.ID+".log"))
@@ -310,9 +330,9 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 		Stderr:  appLog,
 	}, m.logger)
 	if err != nil {
-		r.sidecar.Stop(time.Second)
 		return nil, fmt.Errorf("app %q: %w", strings.Join(cmd, " "), err)
 	}
+	started = true
 	return r, nil
 }
 

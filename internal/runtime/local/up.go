@@ -41,6 +41,16 @@ type Options struct {
 	// XDSOverride, when set, lets tests replace what a node is served (see
 	// server.Server.Override); nil in production.
 	OnServer func(*server.Server)
+
+	// CADir holds the CA's files; <StateDir>/ca when empty. Put Istio's plug-in files
+	// (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) there to reuse a CA.
+	CADir string
+	// CertTTL is the workload certificate lifetime; 24h when zero.
+	CertTTL time.Duration
+	// TrustDomain of workload SPIFFE IDs; cluster.local when empty.
+	TrustDomain string
+	// RootNamespace is Istio's meshConfig.rootNamespace; istio-system when empty.
+	RootNamespace string
 }
 
 // Mesh is a running local mesh.
@@ -48,6 +58,7 @@ type Mesh struct {
 	opts     Options
 	logger   *slog.Logger
 	xds      *server.Server
+	sec      *security
 	xdsAddr  string
 	shutdown context.CancelFunc
 
@@ -114,7 +125,10 @@ func Run(ctx context.Context, opts Options) error {
 		workloads:    map[model.NamespacedName]*workloadRun{},
 		pushedHealth: map[string]bool{},
 	}
-	m.xds = server.New(server.Options{Logger: opts.Logger.With("component", "xds")})
+	if m.sec, err = newSecurity(opts, opts.Logger); err != nil {
+		return fmt.Errorf("certificate authority: %w", err)
+	}
+	m.xds = server.New(server.Options{Logger: opts.Logger.With("component", "xds"), Register: m.sec.register})
 	if opts.OnServer != nil {
 		opts.OnServer(m.xds)
 	}
@@ -206,15 +220,19 @@ func errorLines(err error) []string {
 	return []string{err.Error()}
 }
 
-// push sends the current config plus registry endpoints to the control plane.
-func (m *Mesh) push() {
+// push sends the current config plus registry endpoints and the CA's trust bundle to
+// the control plane, and returns the generation pushed.
+func (m *Mesh) push() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pushGen++
 	mesh := *m.cfg
 	mesh.Generation = m.pushGen
 	mesh.Endpoints = m.endpointsLocked()
+	mesh.Security = m.sec.meshSecurity()
+	mesh.RootNamespace = m.opts.RootNamespace
 	m.xds.Update(&mesh)
+	return m.pushGen
 }
 
 func (m *Mesh) endpointsLocked() []model.Endpoint {
@@ -231,6 +249,7 @@ func (m *Mesh) endpointsLocked() []model.Endpoint {
 					Port:       r.proxy.InboundPorts[cp.ContainerPort],
 					TargetPort: cp.ContainerPort,
 					Healthy:    healthy,
+					Sidecar:    true, // every skein up workload has one: auto-mTLS applies
 				})
 			}
 		}
