@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"time"
 
 	"skein.dev/skein/internal/proxy/peer"
 )
@@ -134,8 +133,3 @@ func (l *chanListener) Addr() net.Addr { return l.real.Addr() }
 
 // plainInfo is the peer info of a connection accepted without TLS.
 func plainInfo(c net.Conn) *peer.Info { return &peer.Info{RemoteAddr: c.RemoteAddr().String()} }
-
-// inspectTimeout bounds the wait for a client's first byte on a listener with the TLS
-// inspector; a client that sends nothing in time is treated as plaintext (so
-// server-first protocols still work where plaintext is allowed).
-const inspectTimeout = 5 * time.Second

@@ -161,6 +161,7 @@ func (s *security) forReplica(ctx context.Context, p model.Proxy) (*replicaIdent
 		s.mu.Lock()
 		delete(s.servers, p.ID)
 		delete(s.issued, p.ID)
+		delete(s.issued, p.ID+"/workload-api")
 		s.mu.Unlock()
 	}
 	return &replicaIdentity{tokenFile: tokenFile, socket: socket, release: release}, nil
