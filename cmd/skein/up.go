@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"skein.dev/skein/examples/demo"
+	"skein.dev/skein/internal/proxy/telemetry"
 	"skein.dev/skein/internal/runtime/local"
 	"skein.dev/skein/internal/runtime/local/statedir"
 )
@@ -18,6 +20,9 @@ import (
 func newUpCmd() *cobra.Command {
 	var stateDir, isolation, logLevel, caDir, trustDomain, rootNamespace string
 	var certTTL time.Duration
+	var tr tracingFlags
+	var dropLabels []string
+	var noAccessLog bool
 	cmd := &cobra.Command{
 		Use:   "up [DIR]",
 		Short: "Run a whole mesh on this machine from a folder of YAML (default: the built-in demo)",
@@ -42,18 +47,30 @@ Without DIR, the built-in demo (frontend → catalog v1/v2 → inventory) is use
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "using the built-in demo, written to %s\n", dir)
 			}
+			if _, err := tr.options(); err != nil {
+				return err
+			}
+			if err := telemetry.ValidateDropLabels(dropLabels); err != nil {
+				return fmt.Errorf("--metrics-drop-labels: %w", err)
+			}
+			proxyArgs := tr.args()
+			if len(dropLabels) > 0 {
+				proxyArgs = append(proxyArgs, "--metrics-drop-labels", strings.Join(dropLabels, ","))
+			}
 			return local.Run(cmd.Context(), local.Options{
-				ConfigDir: dir,
-				StateDir:  stateDir,
-				Isolation: isolation,
-				Self:      self,
-				Logger:    newLogger(logLevel),
-				Out:       cmd.OutOrStdout(),
-
 				CADir:         caDir,
 				CertTTL:       certTTL,
 				TrustDomain:   trustDomain,
 				RootNamespace: rootNamespace,
+				ConfigDir:     dir,
+				StateDir:      stateDir,
+				Isolation:     isolation,
+				Self:          self,
+				Logger:        newLogger(logLevel),
+				Out:           cmd.OutOrStdout(),
+				ProxyArgs:     proxyArgs,
+				NoAccessLogs:  noAccessLog,
+				Dashboard:     dashboardServer(),
 			})
 		},
 	}
@@ -64,6 +81,9 @@ Without DIR, the built-in demo (frontend → catalog v1/v2 → inventory) is use
 	cmd.Flags().DurationVar(&certTTL, "cert-ttl", 24*time.Hour, "lifetime of workload certificates (sidecars renew at half of it); seconds are fine for tests")
 	cmd.Flags().StringVar(&trustDomain, "trust-domain", "cluster.local", "trust domain of workload SPIFFE IDs")
 	cmd.Flags().StringVar(&rootNamespace, "root-namespace", "istio-system", "mesh root namespace (Istio's meshConfig.rootNamespace): its policies without a selector apply mesh-wide")
+	cmd.Flags().BoolVar(&noAccessLog, "no-access-log", false, "do not write <state-dir>/logs/<proxy>.access.log")
+	cmd.Flags().StringSliceVar(&dropLabels, "metrics-drop-labels", nil, "standard istio_* labels every sidecar drops (cardinality)")
+	tr.register(cmd.Flags())
 	return cmd
 }
 

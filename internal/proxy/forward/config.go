@@ -7,9 +7,11 @@ package forward
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/route"
+	"skein.dev/skein/internal/proxy/streaminfo"
 	"skein.dev/skein/internal/proxy/tlsconf"
 	"skein.dev/skein/internal/proxy/upstream"
 	"skein.dev/skein/internal/proxy/xdsclient"
@@ -23,11 +25,12 @@ type Config struct {
 
 // Listener is a compiled listener: Routes for HTTP, TCP for tcp_proxy.
 type Listener struct {
-	Name    string
-	Address string
-	Codec   resource.Codec
-	Routes  *route.Table
-	TCP     *TCPRoute
+	Name      string
+	Address   string
+	Direction streaminfo.Direction
+	Codec     resource.Codec
+	Routes    *route.Table
+	TCP       *TCPRoute
 	// Secure: connections need inspection, TLS termination or a chain choice before
 	// the filters (see Chain).
 	Secure       bool
@@ -103,7 +106,7 @@ func Compile(u xdsclient.Update, prev *Config, env tlsconf.Env) (*Config, error)
 		tables[name] = route.New(rc)
 	}
 	for name, l := range u.Listeners {
-		cl := &Listener{Name: name, Address: l.Address, Secure: l.Secure(), TLSInspector: l.TLSInspector}
+		cl := &Listener{Name: name, Address: l.Address, Direction: direction(l), Secure: l.Secure(), TLSInspector: l.TLSInspector}
 		for _, ch := range l.Chains {
 			c := Chain{Name: ch.Name, TransportProtocol: ch.TransportProtocol}
 			if ch.TLS != nil {
@@ -156,4 +159,20 @@ func clusterTLS(def *resource.Cluster, env tlsconf.Env) (func(resource.Endpoint)
 		build(m.TLS)
 	}
 	return func(e resource.Endpoint) *tlsconf.Client { return clients[def.TLSFor(e)] }, errors.Join(errs...)
+}
+
+// direction is the listener's traffic_direction; when the control plane leaves it
+// unspecified, Istio's listener names decide: "inbound|<port>" and "virtualInbound"
+// serve the workload's callers, everything else its own calls.
+func direction(l *resource.Listener) streaminfo.Direction {
+	switch l.Direction {
+	case resource.DirectionInbound:
+		return streaminfo.Inbound
+	case resource.DirectionOutbound:
+		return streaminfo.Outbound
+	}
+	if strings.HasPrefix(l.Name, "inbound|") || strings.HasPrefix(l.Name, "virtualInbound") {
+		return streaminfo.Inbound
+	}
+	return streaminfo.Outbound
 }

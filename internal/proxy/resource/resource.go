@@ -27,8 +27,11 @@ const (
 type Listener struct {
 	Name    string
 	Address string // host:port
-	HTTP    *HTTPConnectionManager
-	TCP     *TCPProxy
+	// Direction is traffic_direction: Inbound for the workload's callers, Outbound for
+	// its calls; Unspecified leaves it to the listener name (see forward.Compile).
+	Direction TrafficDirection
+	HTTP      *HTTPConnectionManager
+	TCP       *TCPProxy
 	// TLSInspector: the listener peeks at each connection to tell a TLS ClientHello
 	// from plaintext (transport protocol "tls" or "raw_buffer").
 	TLSInspector bool
@@ -107,6 +110,15 @@ const (
 type ClientCertDetails struct {
 	Subject, Cert, Chain, DNS, URI bool
 }
+
+// TrafficDirection is Envoy's core.v3.TrafficDirection.
+type TrafficDirection int
+
+const (
+	DirectionUnspecified TrafficDirection = iota
+	DirectionInbound
+	DirectionOutbound
+)
 
 // Codec is the downstream HTTP codec an HTTP listener accepts.
 type Codec int
