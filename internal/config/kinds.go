@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -25,9 +26,12 @@ const (
 	kindWorkload        = "Workload"
 	kindVirtualService  = "VirtualService"
 	kindDestinationRule = "DestinationRule"
+
+	kindAuthorizationPolicy   = "AuthorizationPolicy"
+	kindRequestAuthentication = "RequestAuthentication"
 )
 
-const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService and DestinationRule"
+const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService and DestinationRule, security.istio.io/v1 or v1beta1 AuthorizationPolicy and RequestAuthentication"
 
 // kind says how one kind of object is checked, decoded, translated and cross-checked.
 type kind struct {
@@ -43,6 +47,8 @@ type kind struct {
 }
 
 var istioVersions = []string{"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
+
+var securityVersions = []string{"security.istio.io/v1", "security.istio.io/v1beta1"}
 
 // kinds returns the table of accepted kinds. A function, not a package variable, so
 // there is no mutable package state.
@@ -106,7 +112,49 @@ func kinds() []kind {
 				return istio.DestinationRuleReferences(ns, spec.(*networking.DestinationRule), cat)
 			},
 		},
+		{
+			name: kindAuthorizationPolicy, apiVersions: securityVersions,
+			checkType:  reflect.TypeFor[istioObject[security.AuthorizationPolicy]](),
+			allowField: istio.AllowField,
+			build: func(data []byte, nn model.NamespacedName, _ string) (any, any, []strict.Issue) {
+				var spec security.AuthorizationPolicy
+				if issues := decodeIstioOptionalSpec(data, &spec); issues != nil {
+					return nil, nil, issues
+				}
+				ap, issues := istio.AuthorizationPolicy(nn, &spec)
+				return ap, &spec, issues
+			},
+		},
+		{
+			name: kindRequestAuthentication, apiVersions: securityVersions,
+			checkType:  reflect.TypeFor[istioObject[security.RequestAuthentication]](),
+			allowField: istio.AllowField,
+			build: func(data []byte, nn model.NamespacedName, _ string) (any, any, []strict.Issue) {
+				var spec security.RequestAuthentication
+				if issues := decodeIstioOptionalSpec(data, &spec); issues != nil {
+					return nil, nil, issues
+				}
+				ra, issues := istio.RequestAuthentication(nn, &spec)
+				return ra, &spec, issues
+			},
+		},
 	}
+}
+
+// decodeIstioOptionalSpec is decodeIstio for kinds whose spec may be empty or absent:
+// an AuthorizationPolicy without spec (or `spec: {}`) is Istio's "allow nothing".
+func decodeIstioOptionalSpec(data []byte, spec proto.Message) []strict.Issue {
+	var env istioEnvelope
+	if err := decodeJSON(data, &env); err != nil {
+		return []strict.Issue{{Msg: err.Error()}}
+	}
+	if len(env.Spec) == 0 || string(env.Spec) == "null" {
+		return nil
+	}
+	if err := protojson.Unmarshal(env.Spec, spec); err != nil {
+		return []strict.Issue{{Path: "spec", Msg: fmt.Sprintf("decoding: %v", err)}}
+	}
+	return nil
 }
 
 func findKind(apiVersion, name string) *kind {

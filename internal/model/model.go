@@ -68,6 +68,13 @@ type Mesh struct {
 	VirtualServices  []*VirtualService
 	DestinationRules []*DestinationRule
 
+	// Security policies (security.go). RootNamespace is DefaultRootNamespace and
+	// TrustDomain DefaultTrustDomain when empty.
+	AuthorizationPolicies  []*AuthorizationPolicy   `json:",omitempty"`
+	RequestAuthentications []*RequestAuthentication `json:",omitempty"`
+	RootNamespace          string                   `json:",omitempty"`
+	TrustDomain            string                   `json:",omitempty"`
+
 	// Endpoints come from the registry (the local runtime, later Kubernetes), not from
 	// config files; the control plane joins them with the config into one Mesh.
 	Endpoints []Endpoint
