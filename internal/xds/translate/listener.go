@@ -50,7 +50,9 @@ func (b *builder) inboundListener(containerPort int) *listener.Listener {
 	name := InboundListenerName(containerPort)
 	cluster := InboundClusterName(containerPort)
 	if !b.inboundProtocol(containerPort).IsHTTP() {
-		return b.listener(name, b.proxy.InboundPorts[containerPort], b.tcpProxy(name, []weightedCluster{{name: cluster, weight: 100}}))
+		// Network RBAC filters (rbac.go) run before tcp_proxy.
+		filters := append(b.networkRBACFilters(containerPort), b.tcpProxy(name, []weightedCluster{{name: cluster, weight: 100}}))
+		return b.listener(name, b.proxy.InboundPorts[containerPort], filters...)
 	}
 	rc := &route.RouteConfiguration{
 		Name: name,
@@ -67,29 +69,40 @@ func (b *builder) inboundListener(containerPort int) *listener.Listener {
 			}},
 		}},
 	}
-	return b.listener(name, b.proxy.InboundPorts[containerPort], b.httpConnectionManager(name, rc))
+	return b.listener(name, b.proxy.InboundPorts[containerPort], b.httpConnectionManager(name, rc, b.inboundHTTPFilters(containerPort)...))
 }
 
-// listener wraps one network filter in the single filter chain the proxy accepts.
-func (b *builder) listener(name string, port int, filter *listener.Filter) *listener.Listener {
+// inboundHTTPFilters are the HTTP filters before the router on an inbound listener, in
+// Istio's order: jwt_authn (jwt.go), then RBAC AUDIT, DENY, ALLOW (rbac.go).
+func (b *builder) inboundHTTPFilters(containerPort int) []*hcm.HttpFilter {
+	var out []*hcm.HttpFilter
+	if f := b.jwtFilter(); f != nil {
+		out = append(out, f)
+	}
+	return append(out, b.httpRBACFilters(containerPort)...)
+}
+
+// listener wraps network filters (the terminal one last) in the single filter chain
+// the proxy accepts.
+func (b *builder) listener(name string, port int, filters ...*listener.Filter) *listener.Listener {
 	return &listener.Listener{
 		Name:         name,
 		Address:      socketAddress(b.proxy.IP, port),
 		StatPrefix:   name,
-		FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{filter}}},
+		FilterChains: []*listener.FilterChain{{Filters: filters}},
 	}
 }
 
 // httpConnectionManager uses the inline route when given, else RDS over ADS with the
-// listener's name.
-func (b *builder) httpConnectionManager(name string, inline *route.RouteConfiguration) *listener.Filter {
+// listener's name. filters run before the router, in order.
+func (b *builder) httpConnectionManager(name string, inline *route.RouteConfiguration, filters ...*hcm.HttpFilter) *listener.Filter {
 	m := &hcm.HttpConnectionManager{
 		StatPrefix: name,
 		CodecType:  hcm.HttpConnectionManager_AUTO,
-		HttpFilters: []*hcm.HttpFilter{{
+		HttpFilters: append(filters, &hcm.HttpFilter{
 			Name:       wellknown.Router,
 			ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: b.toAny(&router.Router{})},
-		}},
+		}),
 	}
 	if inline != nil {
 		m.RouteSpecifier = &hcm.HttpConnectionManager_RouteConfig{RouteConfig: inline}
