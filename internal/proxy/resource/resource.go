@@ -26,6 +26,8 @@ const (
 type Listener struct {
 	Name    string
 	Address string // host:port
+	// Filters run on each accepted connection before the terminal filter (filters.go).
+	Filters []NetworkFilter
 	HTTP    *HTTPConnectionManager
 	TCP     *TCPProxy
 }
@@ -45,6 +47,8 @@ type HTTPConnectionManager struct {
 	Codec      Codec
 	RDSName    string
 	Inline     *RouteConfig
+	// Filters run on each request, in order, before the router (filters.go).
+	Filters []HTTPFilter
 }
 
 // TCPProxy forwards connections to one of its weighted clusters.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -45,11 +44,25 @@ func (d *Decoder) listener(pb *listenerv3.Listener) (*Listener, error) {
 		return nil, fmt.Errorf("filter_chains: want exactly 1, got %d", n)
 	}
 	filters := pb.GetFilterChains()[0].GetFilters()
-	if n := len(filters); n != 1 {
-		return nil, fmt.Errorf("filter_chains[0].filters: want exactly 1, got %d", n)
+	if len(filters) == 0 {
+		return nil, errors.New("filter_chains[0].filters: a terminal filter (http_connection_manager or tcp_proxy) is required")
 	}
 	l := &Listener{Name: pb.GetName(), Address: addr}
-	tc := filters[0].GetTypedConfig()
+	last := len(filters) - 1
+	for i, f := range filters[:last] {
+		tc := f.GetTypedConfig()
+		dec := networkFilterDecoders[tc.GetTypeUrl()]
+		if dec == nil {
+			return nil, fmt.Errorf("filter_chains[0].filters[%d].typed_config: unsupported type %q (only the last filter may be terminal)", i, tc.GetTypeUrl())
+		}
+		nf, err := dec(tc)
+		if err != nil {
+			return nil, fmt.Errorf("filter_chains[0].filters[%d] (%s): %w", i, f.GetName(), err)
+		}
+		nf.Name = f.GetName()
+		l.Filters = append(l.Filters, nf)
+	}
+	tc := filters[last].GetTypedConfig()
 	switch tc.GetTypeUrl() {
 	case hcmTypeURL:
 		hcm := &hcmv3.HttpConnectionManager{}
@@ -64,7 +77,7 @@ func (d *Decoder) listener(pb *listenerv3.Listener) (*Listener, error) {
 		}
 		l.TCP, err = tcpProxy(tp)
 	default:
-		return nil, fmt.Errorf("filter_chains[0].filters[0].typed_config: unsupported type %q", tc.GetTypeUrl())
+		return nil, fmt.Errorf("filter_chains[0].filters[%d].typed_config: unsupported type %q", last, tc.GetTypeUrl())
 	}
 	return l, err
 }
@@ -99,15 +112,11 @@ func (d *Decoder) httpConnectionManager(pb *hcmv3.HttpConnectionManager) (*HTTPC
 	default:
 		return nil, errors.New("HttpConnectionManager: one of rds or route_config is required")
 	}
-	filters := pb.GetHttpFilters()
-	if len(filters) != 1 {
-		return nil, fmt.Errorf("HttpConnectionManager.http_filters: want exactly 1 (router), got %d", len(filters))
-	}
-	if tc := filters[0].GetTypedConfig(); tc.GetTypeUrl() != routerTypeURL {
-		return nil, fmt.Errorf("HttpConnectionManager.http_filters[0].typed_config: want %s, got %q", routerTypeURL, tc.GetTypeUrl())
-	} else if err := tc.UnmarshalTo(&routerv3.Router{}); err != nil {
+	filters, err := httpFilters(pb.GetHttpFilters())
+	if err != nil {
 		return nil, err
 	}
+	h.Filters = filters
 	return h, nil
 }
 
