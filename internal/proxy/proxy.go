@@ -17,6 +17,7 @@ import (
 
 	"skein.dev/skein/internal/model"
 	"skein.dev/skein/internal/proxy/admin"
+	"skein.dev/skein/internal/proxy/filter/jwtauthn"
 	"skein.dev/skein/internal/proxy/forward"
 	"skein.dev/skein/internal/proxy/listener"
 	"skein.dev/skein/internal/proxy/resource"
@@ -57,6 +58,11 @@ func Run(ctx context.Context, opts Options) error {
 	defer cancel()
 
 	metrics := stats.New()
+	filterDeps := forward.FilterDeps{
+		Logger: log,
+		RBAC:   stats.NewRBAC(metrics.Registry),
+		JWKS:   jwtauthn.NewCache(ctx, jwtauthn.CacheOptions{Logger: log}),
+	}
 	var cfg atomic.Pointer[forward.Config]
 	fwd := forward.New(forward.Options{Config: &cfg, Metrics: metrics, Logger: log})
 	defer fwd.Close()
@@ -78,7 +84,7 @@ func Run(ctx context.Context, opts Options) error {
 		// Called on the client's goroutine, which is the only writer of cfg and the
 		// only caller of listeners.Apply.
 		OnUpdate: func(u xdsclient.Update) {
-			next := forward.Compile(u, cfg.Load())
+			next := forward.CompileWith(u, cfg.Load(), filterDeps)
 			cfg.Store(next)
 			if err := listeners.Apply(specs(next)); err != nil {
 				log.Error("binding listeners", "error", err)

@@ -5,6 +5,7 @@
 package forward
 
 import (
+	"skein.dev/skein/internal/proxy/filter"
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/route"
 	"skein.dev/skein/internal/proxy/upstream"
@@ -24,6 +25,10 @@ type Listener struct {
 	Codec   resource.Codec
 	Routes  *route.Table
 	TCP     *TCPRoute
+	// NetworkFilters run on each connection (TCP) or request (HTTP) before anything
+	// else; HTTPFilters run on each request before the router (filters.go).
+	NetworkFilters []filter.Network
+	HTTPFilters    []filter.HTTP
 }
 
 // TCPRoute is a compiled tcp_proxy.
@@ -38,7 +43,10 @@ func (t *TCPRoute) PickCluster() string { return route.PickWeighted(t.Clusters, 
 
 // Compile builds a Config from a complete xDS update. prev (may be nil) lends its
 // load-balancing state to clusters of the same name.
-func Compile(u xdsclient.Update, prev *Config) *Config {
+func Compile(u xdsclient.Update, prev *Config) *Config { return CompileWith(u, prev, FilterDeps{}) }
+
+// CompileWith is Compile with what the listeners' filters need.
+func CompileWith(u xdsclient.Update, prev *Config, deps FilterDeps) *Config {
 	cfg := &Config{
 		Listeners: make(map[string]*Listener, len(u.Listeners)),
 		Clusters:  make(map[string]*upstream.Cluster, len(u.Clusters)),
@@ -55,10 +63,11 @@ func Compile(u xdsclient.Update, prev *Config) *Config {
 		tables[name] = route.New(rc)
 	}
 	for name, l := range u.Listeners {
-		cl := &Listener{Name: name, Address: l.Address}
+		cl := &Listener{Name: name, Address: l.Address, NetworkFilters: compileNetworkFilters(name, l.Filters, deps)}
 		switch {
 		case l.HTTP != nil:
 			cl.Codec = l.HTTP.Codec
+			cl.HTTPFilters = compileHTTPFilters(name, l.HTTP.Filters, deps)
 			if l.HTTP.Inline != nil {
 				cl.Routes = route.New(l.HTTP.Inline)
 			} else {

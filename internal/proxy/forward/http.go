@@ -161,6 +161,10 @@ func (f *Forwarder) serveHTTP(listener string, w http.ResponseWriter, r *http.Re
 		f.writeError(rec, r, ErrNoRoute)
 		return
 	}
+	r, ok := runHTTPFilters(l, rec, r)
+	if !ok {
+		return
+	}
 	rt := l.Routes.Match(r)
 	if rt == nil {
 		f.writeError(rec, r, ErrNoRoute)

@@ -21,6 +21,9 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener string
 	if l == nil || l.TCP == nil {
 		return
 	}
+	if !allowConnection(ctx, l, conn) {
+		return // denied by a network filter (RBAC): the connection is closed
+	}
 	clusterName := l.TCP.PickCluster()
 	c := cfg.Clusters[clusterName]
 	if c == nil {
