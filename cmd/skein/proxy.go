@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,8 @@ import (
 func newProxyCmd() *cobra.Command {
 	var (
 		xdsAddress, nodeJSON, nodeFile, adminAddress, logLevel string
+		tokenFile, trustDomain                                 string
+		certTTL                                                time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -32,7 +35,12 @@ func newProxyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var ident *proxy.IdentityOptions
+			if tokenFile != "" {
+				ident = &proxy.IdentityOptions{TokenFile: tokenFile, TrustDomain: trustDomain, TTL: certTTL}
+			}
 			return proxy.Run(cmd.Context(), proxy.Options{
+				Identity:     ident,
 				XDSAddress:   xdsAddress,
 				Node:         node,
 				AdminAddress: adminAddress,
@@ -49,6 +57,9 @@ func newProxyCmd() *cobra.Command {
 	f.StringVar(&nodeFile, "node-file", "", "file holding the proxy's identity as model.Proxy JSON")
 	f.StringVar(&adminAddress, "admin-address", "127.0.0.1:15000", "address of the admin server (/ready, /config_dump, /stats/prometheus)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&tokenFile, "ca-token-file", "", "file holding the bootstrap credential for the workload certificate (CSR to the control plane's CA); without it the proxy has no mTLS identity")
+	f.StringVar(&trustDomain, "trust-domain", "cluster.local", "trust domain of the proxy's SPIFFE ID")
+	f.DurationVar(&certTTL, "cert-ttl", 0, "certificate lifetime to request (0: the CA's default)")
 	cmd.MarkFlagsMutuallyExclusive("node-json", "node-file")
 	return cmd
 }

@@ -22,16 +22,17 @@ import (
 )
 
 const (
-	kindService         = "Service"
-	kindWorkload        = "Workload"
-	kindVirtualService  = "VirtualService"
-	kindDestinationRule = "DestinationRule"
+	kindService            = "Service"
+	kindWorkload           = "Workload"
+	kindVirtualService     = "VirtualService"
+	kindDestinationRule    = "DestinationRule"
+	kindPeerAuthentication = "PeerAuthentication"
 
 	kindAuthorizationPolicy   = "AuthorizationPolicy"
 	kindRequestAuthentication = "RequestAuthentication"
 )
 
-const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService and DestinationRule, security.istio.io/v1 or v1beta1 AuthorizationPolicy and RequestAuthentication"
+const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService and DestinationRule, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication"
 
 // kind says how one kind of object is checked, decoded, translated and cross-checked.
 type kind struct {
@@ -48,7 +49,9 @@ type kind struct {
 
 var istioVersions = []string{"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
 
-var securityVersions = []string{"security.istio.io/v1", "security.istio.io/v1beta1"}
+var peerAuthenticationVersions = []string{"security.istio.io/v1", "security.istio.io/v1beta1"}
+
+var securityVersions = peerAuthenticationVersions
 
 // kinds returns the table of accepted kinds. A function, not a package variable, so
 // there is no mutable package state.
@@ -110,6 +113,19 @@ func kinds() []kind {
 			},
 			references: func(ns string, spec any, cat *istio.Catalog) []strict.Issue {
 				return istio.DestinationRuleReferences(ns, spec.(*networking.DestinationRule), cat)
+			},
+		},
+		{
+			name: kindPeerAuthentication, apiVersions: peerAuthenticationVersions,
+			checkType:  reflect.TypeFor[istioObject[security.PeerAuthentication]](),
+			allowField: istio.AllowPeerAuthenticationField,
+			build: func(data []byte, nn model.NamespacedName, _ string) (any, any, []strict.Issue) {
+				var spec security.PeerAuthentication
+				if issues := decodeIstio(data, &spec); issues != nil {
+					return nil, nil, issues
+				}
+				pa, issues := istio.PeerAuthentication(nn, &spec)
+				return pa, &spec, issues
 			},
 		},
 		{

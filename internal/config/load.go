@@ -361,6 +361,9 @@ func (l *loader) finish() (*model.Mesh, error) {
 		case *model.RequestAuthentication:
 			v.Source = o.src
 			mesh.RequestAuthentications = append(mesh.RequestAuthentications, v)
+		case *model.PeerAuthentication:
+			v.Source = o.src
+			mesh.PeerAuthentications = append(mesh.PeerAuthentications, v)
 		}
 	}
 	return mesh, nil

@@ -2,27 +2,12 @@ package model
 
 import "time"
 
-// DefaultRootNamespace is Istio's default root namespace: policies there apply to every
-// namespace of the mesh.
-const DefaultRootNamespace = "istio-system"
-
-// DefaultTrustDomain is the SPIFFE trust domain of workload identities.
-const DefaultTrustDomain = "cluster.local"
-
-// Root returns the root namespace in effect.
-func (m *Mesh) Root() string {
-	if m.RootNamespace == "" {
-		return DefaultRootNamespace
-	}
-	return m.RootNamespace
-}
-
-// TrustDomainOrDefault returns the trust domain in effect.
+// TrustDomainOrDefault returns the trust domain of workload identities in effect.
 func (m *Mesh) TrustDomainOrDefault() string {
-	if m.TrustDomain == "" {
+	if m.Security == nil || m.Security.TrustDomain == "" {
 		return DefaultTrustDomain
 	}
-	return m.TrustDomain
+	return m.Security.TrustDomain
 }
 
 // AuthzAction is what an AuthorizationPolicy does with the requests its rules match.
@@ -153,7 +138,7 @@ func PolicySelects(root, policyNS string, selector map[string]string, workload N
 func (m *Mesh) AuthorizationPoliciesFor(workload NamespacedName, labels map[string]string) []*AuthorizationPolicy {
 	var out []*AuthorizationPolicy
 	for _, p := range m.AuthorizationPolicies {
-		if PolicySelects(m.Root(), p.Namespace, p.Selector, workload, labels) {
+		if PolicySelects(m.RootNamespaceOrDefault(), p.Namespace, p.Selector, workload, labels) {
 			out = append(out, p)
 		}
 	}
@@ -164,7 +149,7 @@ func (m *Mesh) AuthorizationPoliciesFor(workload NamespacedName, labels map[stri
 func (m *Mesh) RequestAuthenticationsFor(workload NamespacedName, labels map[string]string) []*RequestAuthentication {
 	var out []*RequestAuthentication
 	for _, p := range m.RequestAuthentications {
-		if PolicySelects(m.Root(), p.Namespace, p.Selector, workload, labels) {
+		if PolicySelects(m.RootNamespaceOrDefault(), p.Namespace, p.Selector, workload, labels) {
 			out = append(out, p)
 		}
 	}

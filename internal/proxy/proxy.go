@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync/atomic"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -22,6 +23,7 @@ import (
 	"skein.dev/skein/internal/proxy/listener"
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/stats"
+	"skein.dev/skein/internal/proxy/tlsconf"
 	"skein.dev/skein/internal/proxy/xdsclient"
 )
 
@@ -36,6 +38,20 @@ type Options struct {
 	Logger       *slog.Logger
 	// OnAdminListening, optional, learns the admin server's bound address.
 	OnAdminListening func(addr string)
+	// Identity, optional, gives the proxy a workload certificate (the SDS secret
+	// "default") obtained by CSR from the control plane at XDSAddress. Without it, TLS
+	// contexts naming "default" never become ready.
+	Identity *IdentityOptions
+}
+
+// IdentityOptions say how the proxy obtains its workload certificate.
+type IdentityOptions struct {
+	// TokenFile holds the one-time bootstrap credential the runtime issued.
+	TokenFile string
+	// TrustDomain of the SPIFFE ID; model.DefaultTrustDomain when empty.
+	TrustDomain string
+	// TTL to request; zero asks for the CA's default.
+	TTL time.Duration
 }
 
 // Run runs the proxy until ctx is done, then stops gracefully.
@@ -70,21 +86,38 @@ func Run(ctx context.Context, opts Options) error {
 		Logger:      log,
 		HTTPHandler: fwd.HTTPHandler,
 		ServeTCP:    fwd.ServeTCP,
+		Prepare:     fwd.Prepare,
 	})
 	defer listeners.Close()
 
+	id, stopIdentity, err := startIdentity(ctx, opts, log)
+	if err != nil {
+		return err
+	}
+	defer stopIdentity()
+	env := tlsconf.Env{}
+	var localSecrets []string
+	if id != nil {
+		env.Identity = id
+		localSecrets = []string{tlsconf.DefaultSecret}
+	}
+
 	var ready atomic.Bool
 	client := xdsclient.New(xdsclient.Options{
-		Address: opts.XDSAddress,
-		Node:    node,
-		Logger:  log,
+		Address:      opts.XDSAddress,
+		Node:         node,
+		Logger:       log,
+		LocalSecrets: localSecrets,
 		OnResponse: func(typeURL string, accepted bool) {
 			metrics.XDSUpdate(shortType(typeURL), accepted)
 		},
 		// Called on the client's goroutine, which is the only writer of cfg and the
 		// only caller of listeners.Apply.
 		OnUpdate: func(u xdsclient.Update) {
-			next := forward.CompileWith(u, cfg.Load(), filterDeps)
+			next, err := forward.CompileWith(u, cfg.Load(), env, filterDeps)
+			if err != nil {
+				log.Error("config applied with broken TLS contexts", "error", err)
+			}
 			cfg.Store(next)
 			if err := listeners.Apply(specs(next)); err != nil {
 				log.Error("binding listeners", "error", err)
@@ -97,9 +130,12 @@ func Run(ctx context.Context, opts Options) error {
 	adminErr := make(chan error, 1)
 	go func() {
 		err := admin.Serve(ctx, admin.Options{
-			Address:     opts.AdminAddress,
-			Logger:      log,
-			Ready:       ready.Load,
+			Address: opts.AdminAddress,
+			Logger:  log,
+			Ready: func() bool {
+				return ready.Load() && (id == nil || id.Certificate() != nil)
+			},
+			Certs:       certsStatus(id, client.Status),
 			Status:      client.Status,
 			Metrics:     metrics,
 			OnListening: opts.OnAdminListening,
@@ -137,7 +173,7 @@ func NodeProto(p *model.Proxy) (*corev3.Node, error) {
 func specs(cfg *forward.Config) []listener.Spec {
 	out := make([]listener.Spec, 0, len(cfg.Listeners))
 	for _, l := range cfg.Listeners {
-		out = append(out, listener.Spec{Name: l.Name, Address: l.Address, HTTP: l.Routes != nil || l.TCP == nil, Codec: l.Codec})
+		out = append(out, listener.Spec{Name: l.Name, Address: l.Address, HTTP: l.Routes != nil || l.TCP == nil, Codec: l.Codec, Secure: l.Secure})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -153,6 +189,8 @@ func shortType(typeURL string) string {
 		return "cds"
 	case resource.EndpointType:
 		return "eds"
+	case resource.SecretType:
+		return "sds"
 	}
 	return "unknown"
 }

@@ -312,7 +312,7 @@ func TestNACKKeepsServing(t *testing.T) {
 	m.cp.set(t, twoFilters)
 	waitFor(t, "NACK for two filter chains", func() bool {
 		for _, msg := range m.cp.nackMessages() {
-			if strings.Contains(msg, "filter_chains: want exactly 1, got 2") {
+			if strings.Contains(msg, "filter_chains[1].filter_chain_match: same match as filter_chains[0]") {
 				return true
 			}
 		}

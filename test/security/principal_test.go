@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"skein.dev/skein/internal/model"
@@ -96,7 +97,7 @@ func TestPrincipalsWithInjectedPeerIdentity(t *testing.T) {
 				cert := &x509.Certificate{URIs: []*url.URL{u}}
 				r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}, VerifiedChains: [][]*x509.Certificate{{cert}}}
 			case tt.principal != "":
-				r = r.WithContext(peer.NewContext(context.Background(), tt.principal))
+				r = r.WithContext(peer.NewContext(context.Background(), &peer.Info{TLS: true, ID: spiffeid.RequireFromString(tt.principal)}))
 			}
 			req := &filter.Request{HTTP: r, Conn: filter.ConnOfRequest(r), Metadata: filter.Metadata{}}
 			allowed := true

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"skein.dev/skein/internal/proxy/identity"
 	"skein.dev/skein/internal/proxy/stats"
 	"skein.dev/skein/internal/proxy/xdsclient"
 )
@@ -26,6 +27,16 @@ type Options struct {
 	Status      func() *xdsclient.Status
 	Metrics     *stats.Metrics
 	OnListening func(addr string)
+	// Certs, optional, serves /certs.
+	Certs func() Certs
+}
+
+// Certs is the JSON shape of /certs: the workload certificate (SDS "default") and the
+// SDS trust bundles held.
+type Certs struct {
+	Workload      *identity.Status `json:"workload,omitempty"`
+	Bundles       []string         `json:"bundles,omitempty"`
+	BundleVersion string           `json:"bundleVersion,omitempty"`
 }
 
 // ConfigDump is the JSON shape of /config_dump.
@@ -86,6 +97,14 @@ func Handler(opts Options) http.Handler {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(dump)
+	})
+	mux.HandleFunc("GET /certs", func(w http.ResponseWriter, _ *http.Request) {
+		var c Certs
+		if opts.Certs != nil {
+			c = opts.Certs()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(c)
 	})
 	mux.Handle("GET /stats/prometheus", promhttp.HandlerFor(opts.Metrics.Registry, promhttp.HandlerOpts{}))
 	return mux

@@ -27,17 +27,19 @@ type Conn struct {
 	Principal     string
 }
 
-// ConnOf describes an accepted connection. ctx may carry a peer principal (package
-// peer) set by whoever terminated TLS; a *tls.Conn's own state wins.
+// ConnOf describes an accepted connection. The listener attaches a *peer.Info to ctx
+// (the verified mTLS identity when TLS was terminated); a *tls.Conn's own state is
+// read when there is none.
 func ConnOf(ctx context.Context, c net.Conn) Conn {
 	out := Conn{Source: addrPort(c.RemoteAddr()), Destination: addrPort(c.LocalAddr())}
-	if tc, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
-		cs := tc.ConnectionState()
-		out.SNI = cs.ServerName
-		out.Principal, out.Authenticated = peer.FromTLS(&cs)
+	if info, ok := peer.FromContext(ctx); ok && info.TLS {
+		fromPeer(info, &out)
 		return out
 	}
-	out.Principal, out.Authenticated = peer.FromContext(ctx)
+	if tc, ok := c.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		cs := tc.ConnectionState()
+		fromTLS(&cs, &out)
+	}
 	return out
 }
 
@@ -50,15 +52,49 @@ func ConnOfRequest(r *http.Request) Conn {
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		out.Destination = addrPort(la)
 	}
+	if info, ok := peer.FromContext(r.Context()); ok && info.TLS {
+		fromPeer(info, &out)
+		return out
+	}
 	if r.TLS != nil {
-		out.SNI = r.TLS.ServerName
-		out.Principal, out.Authenticated = peer.FromTLS(r.TLS)
-		if out.Authenticated {
-			return out
+		fromTLS(r.TLS, &out)
+	}
+	return out
+}
+
+// fromPeer reads the identity the listener verified: Envoy's "authenticated" is a TLS
+// connection with a validated peer certificate; its principal the URI SAN.
+func fromPeer(info *peer.Info, out *Conn) {
+	out.SNI = info.ServerName
+	switch {
+	case !info.ID.IsZero():
+		out.Authenticated, out.Principal = true, info.ID.String()
+	case info.Certificate != nil:
+		out.Authenticated = true
+		if len(info.Certificate.URIs) > 0 {
+			out.Principal = info.Certificate.URIs[0].String()
 		}
 	}
-	out.Principal, out.Authenticated = peer.FromContext(r.Context())
-	return out
+}
+
+// fromTLS reads a TLS connection state: the verified leaf's spiffe:// URI SAN (else its
+// first URI SAN).
+func fromTLS(cs *tls.ConnectionState, out *Conn) {
+	out.SNI = cs.ServerName
+	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return
+	}
+	out.Authenticated = true
+	leaf := cs.VerifiedChains[0][0]
+	for _, u := range leaf.URIs {
+		if u.Scheme == "spiffe" {
+			out.Principal = u.String()
+			return
+		}
+	}
+	if len(leaf.URIs) > 0 {
+		out.Principal = leaf.URIs[0].String()
+	}
 }
 
 func addrPort(a net.Addr) netip.AddrPort {

@@ -51,6 +51,7 @@ type Forwarder struct {
 	log     *slog.Logger
 	proxy   *httputil.ReverseProxy
 	h1, h2  *http.Transport
+	tls     tlsTransports
 }
 
 type ctxKey int
@@ -92,6 +93,7 @@ func New(opts Options) *Forwarder {
 func (f *Forwarder) Close() {
 	f.h1.CloseIdleConnections()
 	f.h2.CloseIdleConnections()
+	f.tls.closeIdle()
 }
 
 func dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -170,6 +172,7 @@ func (f *Forwarder) serveHTTP(listener string, w http.ResponseWriter, r *http.Re
 		f.writeError(rec, r, ErrNoRoute)
 		return
 	}
+	applyXFCC(r, l)
 	routeName = rt.Name
 	clusterName = rt.PickCluster()
 	c := cfg.Clusters[clusterName]
@@ -196,10 +199,7 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if c == nil {
 		return nil, ErrNoCluster
 	}
-	transport := rt.f.h1
-	if c.HTTP2 || c.UseDownstreamProtocol && req.ProtoMajor == 2 {
-		transport = rt.f.h2
-	}
+	http2 := c.HTTP2 || c.UseDownstreamProtocol && req.ProtoMajor == 2
 	var body *onceBody
 	if req.Body != nil && req.Body != http.NoBody {
 		body = &onceBody{rc: req.Body}
@@ -211,9 +211,18 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if ep == nil {
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, ErrNoHealthyUpstream)
 		}
+		var transport http.RoundTripper = rt.f.h1
 		out := req.WithContext(ctx)
 		u := *req.URL
 		u.Host = ep.Address
+		switch {
+		case ep.TLS != nil:
+			transport = rt.f.tls.get(ep.TLS.Key, http2)
+			out = req.WithContext(context.WithValue(ctx, tlsClientKey, ep.TLS))
+			u.Scheme = "https"
+		case http2:
+			transport = rt.f.h2
+		}
 		out.URL = &u
 		if body != nil {
 			out.Body = body

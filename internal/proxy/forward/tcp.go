@@ -3,6 +3,7 @@ package forward
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -53,6 +54,14 @@ func dialEndpoint(ctx context.Context, c *upstream.Cluster) (net.Conn, *upstream
 			break
 		}
 		conn, err := dial(ctx, "tcp", ep.Address)
+		if err == nil && ep.TLS != nil {
+			var tc net.Conn
+			if tc, err = ep.TLS.Handshake(ctx, conn); err == nil {
+				conn = tc
+			} else {
+				err = &ConnectError{Address: ep.Address, Err: fmt.Errorf("TLS handshake: %w", err)}
+			}
+		}
 		if err == nil {
 			return conn, ep, nil
 		}

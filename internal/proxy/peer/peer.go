@@ -1,45 +1,72 @@
-// Package peer tells the proxy who is on the other end of a downstream connection: the
-// SPIFFE ID of a verified mTLS peer. It reads it from the TLS connection state (the
-// verified leaf certificate's URI SAN), or from a context value set by whatever
-// terminates TLS before the proxy's handlers run. Authorization (source.principal,
-// source.namespace) reads it through here only, so the TLS work and the policy work
-// meet in one small place.
+// Package peer carries what the proxy knows about the other end of a downstream
+// connection — above all the SPIFFE ID verified during the mTLS handshake — from the
+// listener to the filters that need it (authorization's source.principal,
+// x-forwarded-client-cert). The listener attaches an *Info to the context of every
+// HTTP request and TCP connection it accepts; filters read it with FromContext.
 package peer
 
 import (
 	"context"
-	"crypto/tls"
+	"crypto/x509"
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
-type ctxKey struct{}
-
-// NewContext returns ctx carrying the verified peer principal (a URI such as
-// spiffe://cluster.local/ns/default/sa/sleep).
-func NewContext(ctx context.Context, principal string) context.Context {
-	return context.WithValue(ctx, ctxKey{}, principal)
+// Info describes a downstream connection. It is immutable once attached.
+type Info struct {
+	// TLS is true when the proxy terminated TLS on the connection.
+	TLS bool
+	// ID is the peer's SPIFFE ID, verified against the trust bundle; zero when the
+	// peer sent no (SPIFFE) certificate or the connection is plaintext.
+	ID spiffeid.ID
+	// Certificate is the peer's leaf certificate, nil without one.
+	Certificate *x509.Certificate
+	// Chain is the peer's certificate chain as sent, leaf first.
+	Chain []*x509.Certificate
+	// ServerName is the SNI the peer asked for (connection.requested_server_name).
+	ServerName string
+	// NegotiatedProtocol is the ALPN protocol, if any.
+	NegotiatedProtocol string
+	// LocalID is the SPIFFE ID of the certificate the proxy presented (XFCC "By").
+	LocalID spiffeid.ID
+	// RemoteAddr is the peer's address (host:port).
+	RemoteAddr string
 }
 
-// FromContext returns the principal NewContext stored.
-func FromContext(ctx context.Context) (string, bool) {
-	p, ok := ctx.Value(ctxKey{}).(string)
-	return p, ok && p != ""
+// Principal returns the peer identity in Istio's principal form, the SPIFFE ID
+// without its scheme ("cluster.local/ns/default/sa/sleep"), or "" when unknown. This is
+// what AuthorizationPolicy source.principals match.
+func (i *Info) Principal() string {
+	if i == nil || i.ID.IsZero() {
+		return ""
+	}
+	return strings.TrimPrefix(i.ID.String(), "spiffe://")
 }
 
-// FromTLS returns the URI SAN of the peer's verified leaf certificate (the first
-// spiffe:// one, else the first URI). ok is false without a verified peer certificate:
-// a plaintext or one-way TLS connection has no peer identity.
-func FromTLS(cs *tls.ConnectionState) (principal string, ok bool) {
-	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
-		return "", false
+// Namespace returns the namespace of a workload SPIFFE ID (/ns/<ns>/sa/<sa>), or "".
+// This is Istio's source.namespace.
+func (i *Info) Namespace() string {
+	if i == nil || i.ID.IsZero() {
+		return ""
 	}
-	leaf := cs.VerifiedChains[0][0]
-	for _, u := range leaf.URIs {
-		if u.Scheme == "spiffe" {
-			return u.String(), true
-		}
+	segs := strings.Split(strings.TrimPrefix(i.ID.Path(), "/"), "/")
+	if len(segs) == 4 && segs[0] == "ns" && segs[2] == "sa" {
+		return segs[1]
 	}
-	if len(leaf.URIs) > 0 {
-		return leaf.URIs[0].String(), true
-	}
-	return "", true // verified, but without a URI SAN
+	return ""
+}
+
+type key struct{}
+
+// NewContext returns ctx carrying info.
+func NewContext(ctx context.Context, info *Info) context.Context {
+	return context.WithValue(ctx, key{}, info)
+}
+
+// FromContext returns the connection's Info, or nil and false when ctx has none (the
+// listener does not attach one on plaintext listeners without TLS inspection).
+func FromContext(ctx context.Context) (*Info, bool) {
+	i, ok := ctx.Value(key{}).(*Info)
+	return i, ok && i != nil
 }

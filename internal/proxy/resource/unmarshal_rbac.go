@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"sort"
-	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
@@ -91,34 +89,6 @@ type Principal struct {
 	String   *StringMatcher
 	CIDR     netip.Prefix // RuleDirectRemoteIP, RuleRemoteIP
 	Metadata *MetadataMatcher
-}
-
-// StringMatcher is envoy.type.matcher.v3.StringMatcher.
-type StringMatcher struct {
-	Kind       StringKind
-	Value      string // lower-cased when IgnoreCase
-	Regex      *regexp.Regexp
-	IgnoreCase bool
-}
-
-// Match reports whether s matches.
-func (m *StringMatcher) Match(s string) bool {
-	if m.IgnoreCase {
-		s = strings.ToLower(s)
-	}
-	switch m.Kind {
-	case StringExact:
-		return s == m.Value
-	case StringPrefix:
-		return strings.HasPrefix(s, m.Value)
-	case StringSuffix:
-		return strings.HasSuffix(s, m.Value)
-	case StringContains:
-		return strings.Contains(s, m.Value)
-	case StringRegex:
-		return m.Regex.MatchString(s)
-	}
-	return false
 }
 
 // MetadataMatcher matches a value in a filter's dynamic metadata.
@@ -264,8 +234,8 @@ func permission(pb *rbacv3.Permission, depth int) (Permission, error) {
 		p.Header = &h
 	case *rbacv3.Permission_UrlPath:
 		p.Kind = RulePath
-		if p.String, err = stringMatcher(r.UrlPath.GetPath()); err != nil {
-			return p, fmt.Errorf("url_path.path: %w", err)
+		if p.String, err = stringMatcherPtr(r.UrlPath.GetPath(), "url_path.path"); err != nil {
+			return p, err
 		}
 	case *rbacv3.Permission_DestinationIp:
 		p.Kind = RuleDestinationIP
@@ -279,8 +249,8 @@ func permission(pb *rbacv3.Permission, depth int) (Permission, error) {
 		}
 	case *rbacv3.Permission_RequestedServerName:
 		p.Kind = RuleSNI
-		if p.String, err = stringMatcher(r.RequestedServerName); err != nil {
-			return p, fmt.Errorf("requested_server_name: %w", err)
+		if p.String, err = stringMatcherPtr(r.RequestedServerName, "requested_server_name"); err != nil {
+			return p, err
 		}
 	case *rbacv3.Permission_Metadata:
 		p.Kind = RuleMetadata
@@ -331,8 +301,8 @@ func principal(pb *rbacv3.Principal, depth int) (Principal, error) {
 	case *rbacv3.Principal_Authenticated_:
 		p.Kind = RuleAuthenticated
 		if r.Authenticated.GetPrincipalName() != nil {
-			if p.String, err = stringMatcher(r.Authenticated.GetPrincipalName()); err != nil {
-				return p, fmt.Errorf("authenticated.principal_name: %w", err)
+			if p.String, err = stringMatcherPtr(r.Authenticated.GetPrincipalName(), "authenticated.principal_name"); err != nil {
+				return p, err
 			}
 		}
 	case *rbacv3.Principal_DirectRemoteIp:
@@ -354,8 +324,8 @@ func principal(pb *rbacv3.Principal, depth int) (Principal, error) {
 		p.Header = &h
 	case *rbacv3.Principal_UrlPath:
 		p.Kind = RulePath
-		if p.String, err = stringMatcher(r.UrlPath.GetPath()); err != nil {
-			return p, fmt.Errorf("url_path.path: %w", err)
+		if p.String, err = stringMatcherPtr(r.UrlPath.GetPath(), "url_path.path"); err != nil {
+			return p, err
 		}
 	case *rbacv3.Principal_Metadata:
 		p.Kind = RuleMetadata
@@ -368,36 +338,16 @@ func principal(pb *rbacv3.Principal, depth int) (Principal, error) {
 	return p, nil
 }
 
-func stringMatcher(pb *matcherv3.StringMatcher) (*StringMatcher, error) {
+// stringMatcherPtr decodes a string matcher (tls.go) into a pointer.
+func stringMatcherPtr(pb *matcherv3.StringMatcher, field string) (*StringMatcher, error) {
 	if pb == nil {
-		return nil, errMissing
+		return nil, fmt.Errorf("%s: %w", field, errMissing)
 	}
-	m := &StringMatcher{IgnoreCase: pb.GetIgnoreCase()}
-	switch p := pb.GetMatchPattern().(type) {
-	case *matcherv3.StringMatcher_Exact:
-		m.Kind, m.Value = StringExact, p.Exact
-	case *matcherv3.StringMatcher_Prefix:
-		m.Kind, m.Value = StringPrefix, p.Prefix
-	case *matcherv3.StringMatcher_Suffix:
-		m.Kind, m.Value = StringSuffix, p.Suffix
-	case *matcherv3.StringMatcher_Contains:
-		m.Kind, m.Value = StringContains, p.Contains
-	case *matcherv3.StringMatcher_SafeRegex:
-		if m.IgnoreCase {
-			return nil, errors.New("ignore_case has no effect on safe_regex")
-		}
-		re, err := compileRegex(p.SafeRegex.GetRegex(), false)
-		if err != nil {
-			return nil, fmt.Errorf("safe_regex: %w", err)
-		}
-		m.Kind, m.Regex = StringRegex, re
-	default:
-		return nil, errors.New("a pattern is required")
+	m, err := stringMatcher(pb, field)
+	if err != nil {
+		return nil, err
 	}
-	if m.IgnoreCase {
-		m.Value = strings.ToLower(m.Value)
-	}
-	return m, nil
+	return &m, nil
 }
 
 func metadataMatcher(pb *matcherv3.MetadataMatcher) (*MetadataMatcher, error) {
@@ -431,7 +381,7 @@ func valueMatcher(pb *matcherv3.ValueMatcher, depth int) (ValueMatcher, error) {
 	switch p := pb.GetMatchPattern().(type) {
 	case *matcherv3.ValueMatcher_StringMatch:
 		v.Kind = ValueString
-		v.String, err = stringMatcher(p.StringMatch)
+		v.String, err = stringMatcherPtr(p.StringMatch, "string_match")
 	case *matcherv3.ValueMatcher_PresentMatch:
 		v.Kind = ValuePresent
 		if !p.PresentMatch {

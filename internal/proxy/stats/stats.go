@@ -22,6 +22,8 @@ type Metrics struct {
 	xdsUpdates *prometheus.CounterVec
 
 	requestChildren sync.Map // requestKey -> *requestChild
+
+	tls tlsMetrics // tls.go
 }
 
 type requestKey struct {
@@ -57,6 +59,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(m.requests, m.duration, m.tcpConns, m.tcpBytes, m.xdsUpdates,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.tls.register(m.Registry)
 	return m
 }
 

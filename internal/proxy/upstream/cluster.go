@@ -11,13 +11,17 @@ import (
 	"time"
 
 	"skein.dev/skein/internal/proxy/resource"
+	"skein.dev/skein/internal/proxy/tlsconf"
 )
 
 // Endpoint is one healthy upstream host.
 type Endpoint struct {
 	Address string
 	Weight  uint32
-	active  *atomic.Int64
+	// TLS originates TLS to the endpoint (its cluster's transport socket for it); nil
+	// means plaintext.
+	TLS    *tlsconf.Client
+	active *atomic.Int64
 }
 
 // Active returns the number of requests or connections in flight to the endpoint.
@@ -53,6 +57,12 @@ type Cluster struct {
 // NewCluster compiles a cluster from its definition and endpoints (nil when it has
 // none yet). prev, when not nil, is the same cluster in the previous config.
 func NewCluster(def *resource.Cluster, eps *resource.Endpoints, prev *Cluster) *Cluster {
+	return NewClusterTLS(def, eps, prev, nil)
+}
+
+// NewClusterTLS is NewCluster with a function giving each endpoint's TLS client (nil:
+// plaintext); tlsFor may be nil.
+func NewClusterTLS(def *resource.Cluster, eps *resource.Endpoints, prev *Cluster, tlsFor func(resource.Endpoint) *tlsconf.Client) *Cluster {
 	c := &Cluster{
 		Name:                  def.Name,
 		HTTP2:                 def.HTTP2,
@@ -82,7 +92,11 @@ func NewCluster(def *resource.Cluster, eps *resource.Endpoints, prev *Cluster) *
 				active = new(atomic.Int64)
 				old[e.Address] = active // duplicates share one counter
 			}
-			c.endpoints = append(c.endpoints, &Endpoint{Address: e.Address, Weight: e.Weight, active: active})
+			ep := &Endpoint{Address: e.Address, Weight: e.Weight, active: active}
+			if tlsFor != nil {
+				ep.TLS = tlsFor(e)
+			}
+			c.endpoints = append(c.endpoints, ep)
 		}
 	}
 	// A stable order keeps round robin fair across swaps that reorder endpoints.

@@ -21,6 +21,7 @@ import (
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -163,6 +164,7 @@ func (s *Server) Register(gs *grpc.Server) {
 	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, s.xds)
 	listenerservice.RegisterListenerDiscoveryServiceServer(gs, s.xds)
 	routeservice.RegisterRouteDiscoveryServiceServer(gs, s.xds)
+	secretservice.RegisterSecretDiscoveryServiceServer(gs, s.xds)
 }
 
 // Serve runs its own gRPC server on lis and the Run loop until ctx ends.
@@ -438,7 +440,7 @@ func (s *Server) recordError(id string, err error) error {
 func contentHash(res *translate.Resources) (string, error) {
 	h := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
-	for _, group := range [][]types.Resource{res.Listeners, res.Routes, res.Clusters, res.Endpoints} {
+	for _, group := range [][]types.Resource{res.Listeners, res.Routes, res.Clusters, res.Endpoints, res.Secrets} {
 		for _, r := range group {
 			b, err := opts.Marshal(r)
 			if err != nil {
@@ -452,7 +454,7 @@ func contentHash(res *translate.Resources) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// shortType names a type URL as people do (LDS, RDS, CDS, EDS).
+// shortType names a type URL as people do (LDS, RDS, CDS, EDS, SDS).
 func shortType(typeURL string) string {
 	switch typeURL {
 	case resource.ListenerType:
@@ -463,6 +465,8 @@ func shortType(typeURL string) string {
 		return "CDS"
 	case resource.EndpointType:
 		return "EDS"
+	case resource.SecretType:
+		return "SDS"
 	}
 	return typeURL
 }

@@ -27,13 +27,17 @@ func (b *builder) clusters() []types.Resource {
 	var out []*cluster.Cluster
 	for _, sp := range b.ports {
 		dr := b.mesh.DestinationRuleFor(sp.host)
-		out = append(out, b.outboundCluster(sp, "", loadBalancer(dr, nil)))
+		c := b.outboundCluster(sp, "", loadBalancer(dr, nil))
+		b.applyUpstreamTLS(c, sp, "")
+		out = append(out, c)
 		if dr == nil {
 			continue
 		}
 		for i := range dr.Subsets {
 			ss := &dr.Subsets[i]
-			out = append(out, b.outboundCluster(sp, ss.Name, loadBalancer(dr, ss)))
+			c := b.outboundCluster(sp, ss.Name, loadBalancer(dr, ss))
+			b.applyUpstreamTLS(c, sp, ss.Name)
+			out = append(out, c)
 		}
 	}
 	for _, cp := range b.inboundPorts() {

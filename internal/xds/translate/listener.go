@@ -52,7 +52,9 @@ func (b *builder) inboundListener(containerPort int) *listener.Listener {
 	if !b.inboundProtocol(containerPort).IsHTTP() {
 		// Network RBAC filters (rbac.go) run before tcp_proxy.
 		filters := append(b.networkRBACFilters(containerPort), b.tcpProxy(name, []weightedCluster{{name: cluster, weight: 100}}))
-		return b.listener(name, b.proxy.InboundPorts[containerPort], filters...)
+		l := b.listener(name, b.proxy.InboundPorts[containerPort], filters...)
+		b.secureInbound(l, containerPort, false)
+		return l
 	}
 	rc := &route.RouteConfiguration{
 		Name: name,
@@ -69,7 +71,9 @@ func (b *builder) inboundListener(containerPort int) *listener.Listener {
 			}},
 		}},
 	}
-	return b.listener(name, b.proxy.InboundPorts[containerPort], b.httpConnectionManager(name, rc, b.inboundHTTPFilters(containerPort)...))
+	l := b.listener(name, b.proxy.InboundPorts[containerPort], b.httpConnectionManager(name, rc, b.forwardClientCert, b.withHTTPFilters(b.inboundHTTPFilters(containerPort))))
+	b.secureInbound(l, containerPort, true)
+	return l
 }
 
 // inboundHTTPFilters are the HTTP filters before the router on an inbound listener, in
@@ -80,6 +84,13 @@ func (b *builder) inboundHTTPFilters(containerPort int) []*hcm.HttpFilter {
 		out = append(out, f)
 	}
 	return append(out, b.httpRBACFilters(containerPort)...)
+}
+
+// withHTTPFilters puts filters before the router.
+func (b *builder) withHTTPFilters(filters []*hcm.HttpFilter) func(*hcm.HttpConnectionManager) {
+	return func(m *hcm.HttpConnectionManager) {
+		m.HttpFilters = append(append([]*hcm.HttpFilter(nil), filters...), m.HttpFilters...)
+	}
 }
 
 // listener wraps network filters (the terminal one last) in the single filter chain
@@ -94,15 +105,18 @@ func (b *builder) listener(name string, port int, filters ...*listener.Filter) *
 }
 
 // httpConnectionManager uses the inline route when given, else RDS over ADS with the
-// listener's name. filters run before the router, in order.
-func (b *builder) httpConnectionManager(name string, inline *route.RouteConfiguration, filters ...*hcm.HttpFilter) *listener.Filter {
+// listener's name; opts adjust the manager before it is packed.
+func (b *builder) httpConnectionManager(name string, inline *route.RouteConfiguration, opts ...func(*hcm.HttpConnectionManager)) *listener.Filter {
 	m := &hcm.HttpConnectionManager{
 		StatPrefix: name,
 		CodecType:  hcm.HttpConnectionManager_AUTO,
-		HttpFilters: append(filters, &hcm.HttpFilter{
+		HttpFilters: []*hcm.HttpFilter{{
 			Name:       wellknown.Router,
 			ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: b.toAny(&router.Router{})},
-		}),
+		}},
+	}
+	for _, o := range opts {
+		o(m)
 	}
 	if inline != nil {
 		m.RouteSpecifier = &hcm.HttpConnectionManager_RouteConfig{RouteConfig: inline}
