@@ -36,6 +36,7 @@ func newRootCmd() *cobra.Command {
 		newExecCmd(),
 		newDownCmd(),
 		newCallCmd(),
+		newAnalyzeCmd(),
 	)
 	return root
 }
