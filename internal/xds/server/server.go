@@ -50,6 +50,9 @@ type Options struct {
 	Debounce time.Duration
 	// Now is the clock for status timestamps; time.Now when nil.
 	Now func() time.Time
+	// Register, optional, adds more services to the gRPC server Serve runs (the CA's
+	// CSR service shares it with xDS).
+	Register func(grpc.ServiceRegistrar)
 }
 
 // ProxyStatus is what the control plane knows about one node.
@@ -86,6 +89,7 @@ type Server struct {
 	cache    cachev3.SnapshotCache
 	xds      serverv3.Server
 	kick     chan struct{} // capacity 1: "a new mesh is waiting"
+	register func(grpc.ServiceRegistrar)
 
 	// pushMu serialises translate+SetSnapshot, so a node's versions never go backwards.
 	// It is never taken while holding mu.
@@ -147,6 +151,7 @@ func New(opts Options) *Server {
 		debounce: opts.Debounce,
 		now:      opts.Now,
 		kick:     make(chan struct{}, 1),
+		register: opts.Register,
 		nodes:    map[string]*nodeState{},
 		streams:  map[streamKey]*streamState{},
 	}
@@ -173,6 +178,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	defer cancel()
 	gs := grpc.NewServer()
 	s.Register(gs)
+	if s.register != nil {
+		s.register(gs)
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); s.Run(ctx) }()
