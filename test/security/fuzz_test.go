@@ -57,4 +57,3 @@ func FuzzPolicyConversion(f *testing.F) {
 		}
 	})
 }
-

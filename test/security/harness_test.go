@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"skein.dev/skein/internal/ca"
 	"skein.dev/skein/internal/config"
 	"skein.dev/skein/internal/model"
 	"skein.dev/skein/internal/proxy"
@@ -51,9 +52,13 @@ type env struct {
 	httpAddr string // the inbound listener of container port 8080
 	tcpAddr  string // the inbound listener of container port 9000
 	node     *model.Proxy
-	gen      int64
-	mu       sync.Mutex
-	seen     []http.Header // headers the HTTP backend received
+	xdsAddr  string
+	// authority, when set, issues identities and its bundle goes into every mesh.
+	authority *ca.CA
+	sidecars  int // how many nodes must be in sync after a push
+	gen       int64
+	mu        sync.Mutex
+	seen      []http.Header // headers the HTTP backend received
 }
 
 func freePort(t *testing.T) int {
@@ -76,7 +81,14 @@ func logger() *slog.Logger {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t}
+	return newEnvWith(t, server.Options{Logger: logger(), Debounce: 10 * time.Millisecond}, nil)
+}
+
+// newEnvWith starts the control plane with opts and the httpbin sidecar (with an
+// identity from authority when it is set).
+func newEnvWith(t *testing.T, opts server.Options, authority *ca.CA) *env {
+	t.Helper()
+	e := &env{t: t, authority: authority, sidecars: 1}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
@@ -126,20 +138,33 @@ func newEnv(t *testing.T) *env {
 		},
 	}
 
-	e.xds = server.New(server.Options{Logger: logger(), Debounce: 10 * time.Millisecond})
+	e.xds = server.New(opts)
 	xdsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.xdsAddr = xdsLn.Addr().String()
 	xdsDone := make(chan struct{})
 	go func() { defer close(xdsDone); _ = e.xds.Serve(ctx, xdsLn) }()
 
+	var identity *proxy.IdentityOptions
+	if authority != nil {
+		cred, err := authority.IssueCredential("foo", "httpbin", e.node.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokenFile := t.TempDir() + "/token"
+		if err := os.WriteFile(tokenFile, []byte(cred.Token), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		identity = &proxy.IdentityOptions{TokenFile: tokenFile}
+	}
 	adminCh := make(chan string, 1)
 	proxyDone := make(chan error, 1)
 	go func() {
 		proxyDone <- proxy.Run(ctx, proxy.Options{
 			XDSAddress: xdsLn.Addr().String(), Node: e.node, AdminAddress: "127.0.0.1:0",
-			Logger: logger(), OnAdminListening: func(a string) { adminCh <- a },
+			Logger: logger(), OnAdminListening: func(a string) { adminCh <- a }, Identity: identity,
 		})
 	}()
 	select {
@@ -181,12 +206,23 @@ func (e *env) push(mesh *model.Mesh) {
 	e.t.Helper()
 	e.gen++
 	mesh.Generation = e.gen
+	if e.authority != nil {
+		mesh.Security = &model.Security{TrustDomain: "cluster.local", RootCertsPEM: string(e.authority.BundlePEM())}
+		for _, port := range []int{8080, 9000} {
+			mesh.Endpoints = append(mesh.Endpoints, model.Endpoint{Workload: e.node.Workload, Labels: e.node.Labels,
+				Address: "127.0.0.1", Port: e.node.InboundPorts[port], TargetPort: port, Healthy: true, Sidecar: true})
+		}
+	}
 	e.xds.Update(mesh)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if e.xds.AppliedGeneration() >= e.gen {
+			synced := 0
 			for _, st := range e.xds.Status() {
-				if st.ID == e.node.ID && st.InSync && st.Error == "" {
+				if st.InSync && st.Error == "" {
+					synced++
+				}
+				if synced >= e.sidecars {
 					return
 				}
 				if st.ID == e.node.ID && st.Error != "" {
