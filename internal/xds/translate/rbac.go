@@ -483,8 +483,12 @@ func (g ruleGen) permission(key, value string) (*rbacv3.Permission, error) {
 	return nil, fmt.Errorf("unknown attribute %q", key)
 }
 
-func permissionAny() *rbacv3.Permission { return &rbacv3.Permission{Rule: &rbacv3.Permission_Any{Any: true}} }
-func principalAny() *rbacv3.Principal   { return &rbacv3.Principal{Identifier: &rbacv3.Principal_Any{Any: true}} }
+func permissionAny() *rbacv3.Permission {
+	return &rbacv3.Permission{Rule: &rbacv3.Permission_Any{Any: true}}
+}
+func principalAny() *rbacv3.Principal {
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_Any{Any: true}}
+}
 
 func authenticated(m *matcherv3.StringMatcher) *rbacv3.Principal {
 	return &rbacv3.Principal{Identifier: &rbacv3.Principal_Authenticated_{Authenticated: &rbacv3.Principal_Authenticated{PrincipalName: m}}}
@@ -587,4 +591,3 @@ func cidrRange(v string) (*corev3.CidrRange, error) {
 	}
 	return &corev3.CidrRange{AddressPrefix: p.Addr().String(), PrefixLen: wrapperspb.UInt32(uint32(p.Bits()))}, nil
 }
-
