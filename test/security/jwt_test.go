@@ -114,6 +114,10 @@ spec:
     when: [{key: "request.auth.claims[groups]", values: [admin]}]
   - to: [{operation: {paths: ["/alice"]}}]
     from: [{source: {requestPrincipals: ["https://issuer.test/alice"]}}]
+  - to: [{operation: {paths: ["/aud"]}}]
+    when: [{key: request.auth.audiences, values: [httpbin]}, {key: request.auth.presenter, values: ["app-*"]}]
+  - to: [{operation: {paths: ["/scope"]}}]
+    when: [{key: "request.auth.claims[scope]", values: [write]}, {key: "request.auth.claims[org][team]", values: [blue]}]
 `, jwks, jwks))
 
 	const iss = "https://issuer.test"
@@ -144,6 +148,10 @@ spec:
 		{"claims match", request{path: "/admin", header: bearer(valid)}, 200, ""},
 		{"claims mismatch", request{path: "/admin", header: bearer(is.sign(t, jose.RS256, is.rsaKey, "rsa-1", claims(iss, "dave", map[string]any{"groups": []string{"dev"}})))}, 403, "RBAC: access denied"},
 		{"request principal iss/sub", request{path: "/alice", header: bearer(valid)}, 200, ""},
+		{"audiences and presenter", request{path: "/aud", header: bearer(is.sign(t, jose.RS256, is.rsaKey, "rsa-1", claims(iss, "eve", map[string]any{"azp": "app-7"})))}, 200, ""},
+		{"presenter mismatch", request{path: "/aud", header: bearer(is.sign(t, jose.RS256, is.rsaKey, "rsa-1", claims(iss, "eve", map[string]any{"azp": "web-7"})))}, 403, "RBAC: access denied"},
+		{"space-delimited scope and nested claim", request{path: "/scope", header: bearer(is.sign(t, jose.ES256, is.ecKey, "ec-1", claims(iss, "eve", map[string]any{"scope": "read write", "org": map[string]any{"team": "blue"}})))}, 200, ""},
+		{"nested claim mismatch", request{path: "/scope", header: bearer(is.sign(t, jose.ES256, is.ecKey, "ec-1", claims(iss, "eve", map[string]any{"scope": "read write", "org": map[string]any{"team": "red"}})))}, 403, "RBAC: access denied"},
 		{"request principal other sub", request{path: "/alice", header: bearer(is.sign(t, jose.RS256, is.rsaKey, "rsa-1", claims(iss, "mallory", nil)))}, 403, "RBAC: access denied"},
 	}
 	for _, tt := range tests {
