@@ -217,12 +217,18 @@ func (e *env) push(mesh *model.Mesh) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if e.xds.AppliedGeneration() >= e.gen {
-			synced := 0
+			synced, version := 0, ""
 			for _, st := range e.xds.Status() {
 				if st.InSync && st.Error == "" {
 					synced++
 				}
-				if synced >= e.sidecars {
+				if st.ID == e.node.ID {
+					version = st.Version
+				}
+				// The server counts a node in sync when it ACKs, which the proxy does
+				// just before it applies the update: also wait for the proxy's own
+				// status, published once the update is applied.
+				if synced >= e.sidecars && e.appliedVersion() == version {
 					return
 				}
 				if st.ID == e.node.ID && st.Error != "" {
@@ -238,6 +244,22 @@ func (e *env) push(mesh *model.Mesh) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// appliedVersion is the LDS version the httpbin proxy's admin reports as applied.
+func (e *env) appliedVersion() string {
+	resp, err := http.Get("http://" + e.admin + "/config_dump")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var dump struct {
+		Types map[string]struct{ Version string } `json:"types"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&dump); err != nil {
+		return ""
+	}
+	return dump.Types["type.googleapis.com/envoy.config.listener.v3.Listener"].Version
 }
 
 // request is one HTTP request to the inbound listener.
