@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin/skein
 
-.PHONY: build test test-short bench bench-quick lint demo
+.PHONY: build test test-short bench bench-quick lint demo ui ui-deps
 
 build:
 	$(GO) build -o $(BIN) ./cmd/skein
@@ -24,3 +24,11 @@ bench: build
 
 bench-quick: build
 	QUICK=1 ./bench/run.sh
+
+# The dashboard front end (ui/, Vite + Preact). Its built files are committed under
+# internal/dashboard/dist, so `go build` needs no npm; rebuild them after editing ui/.
+ui-deps:
+	cd ui && npm ci --no-audit --no-fund
+
+ui: ui-deps
+	cd ui && npm run build

@@ -37,6 +37,11 @@ func newRootCmd() *cobra.Command {
 		newDownCmd(),
 		newCallCmd(),
 		newAnalyzeCmd(),
+		newStatCmd(),
+		newTopCmd(),
+		newTapCmd(),
+		newExplainCmd(),
+		newDashboardCmd(),
 	)
 	return root
 }

@@ -363,6 +363,25 @@ func TestMeshMTLS(t *testing.T) {
 		}
 	})
 
+	t.Run("telemetry sees mutual TLS and the peers' principals", func(t *testing.T) {
+		mtls := map[string]string{"reporter": "destination", "connection_security_policy": "mutual_tls",
+			"source_principal": clientID.String(), "destination_principal": "unknown", "source_workload": m.client.Workload.Name}
+		waitFor(t, "tcp close counted", func() bool {
+			_, body := m.webPx.get(t, "/stats/prometheus")
+			return counterValueText(t, body, "istio_tcp_connections_closed_total", mtls) >= 0 &&
+				strings.Contains(body, "istio_tcp_connections_closed_total{")
+		})
+		_, body := m.webPx.get(t, "/stats/prometheus")
+		if got := counterValueText(t, body, "istio_requests_total", mtls); got < 1 {
+			t.Errorf("istio_requests_total%v = %v, want >= 1\n%s", mtls, got, grep(body, "istio_requests_total{"))
+		}
+		tcp := map[string]string{"reporter": "destination", "connection_security_policy": "mutual_tls",
+			"source_principal": clientID.String(), "request_protocol": "tcp"}
+		if got := counterValueText(t, body, "istio_tcp_connections_closed_total", tcp); got < 1 {
+			t.Errorf("istio_tcp_connections_closed_total%v = %v, want >= 1\n%s", tcp, got, grep(body, "istio_tcp_connections_closed_total{"))
+		}
+	})
+
 	t.Run("PERMISSIVE accepts plaintext and mTLS, strips forged XFCC", func(t *testing.T) {
 		code, r, err := plainGet(m.inboundAddr(8080))
 		if err != nil || code != 200 {

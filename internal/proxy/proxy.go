@@ -8,7 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -17,13 +20,17 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"skein.dev/skein/internal/model"
+	"skein.dev/skein/internal/proxy/accesslog"
 	"skein.dev/skein/internal/proxy/admin"
 	"skein.dev/skein/internal/proxy/filter/jwtauthn"
 	"skein.dev/skein/internal/proxy/forward"
 	"skein.dev/skein/internal/proxy/listener"
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/stats"
+	"skein.dev/skein/internal/proxy/tap"
+	"skein.dev/skein/internal/proxy/telemetry"
 	"skein.dev/skein/internal/proxy/tlsconf"
+	"skein.dev/skein/internal/proxy/tracing"
 	"skein.dev/skein/internal/proxy/xdsclient"
 )
 
@@ -38,6 +45,17 @@ type Options struct {
 	Logger       *slog.Logger
 	// OnAdminListening, optional, learns the admin server's bound address.
 	OnAdminListening func(addr string)
+
+	// MetricsAddress, when set, serves GET /stats/prometheus there too (Istio's
+	// :15020 merged metrics port); the admin port always serves it.
+	MetricsAddress string
+	// DropMetricLabels removes standard labels from every istio_* metric.
+	DropMetricLabels []string
+	// AccessLogPath, when set, gets one JSON line per request or connection ("-" is
+	// standard output).
+	AccessLogPath string
+	// Tracing, when set, exports a span per request.
+	Tracing *tracing.Options
 	// Identity, optional, gives the proxy a workload certificate (the SDS secret
 	// "default") obtained by CSR from the control plane at XDSAddress. Without it, TLS
 	// contexts naming "default" never become ready.
@@ -74,13 +92,50 @@ func Run(ctx context.Context, opts Options) error {
 	defer cancel()
 
 	metrics := stats.New()
+	tapHub := tap.NewHub(opts.Node.ID)
+	tel, err := telemetry.New(telemetry.Options{
+		Node: opts.Node, Registry: metrics.Registry,
+		Metrics: telemetry.MetricsOptions{DropLabels: opts.DropMetricLabels},
+		Sinks:   []telemetry.Sink{tapHub},
+	})
+	if err != nil {
+		return err
+	}
+	var alog *accesslog.Logger
+	if opts.AccessLogPath != "" {
+		w, err := openAccessLog(opts.AccessLogPath)
+		if err != nil {
+			return err
+		}
+		// The writer outlives ctx by a little: it drains and flushes after the
+		// listeners stopped.
+		logCtx, stopLog := context.WithCancel(context.WithoutCancel(ctx))
+		alog = accesslog.Start(logCtx, w, accesslog.Options{Proxy: opts.Node.ID, Logger: log, Registry: metrics.Registry})
+		tel.AddSink(alog)
+		defer func() { stopLog(); alog.Wait() }()
+	}
+	var tracer *tracing.Tracer
+	if opts.Tracing != nil {
+		topts := *opts.Tracing
+		topts.Node, topts.Logger = opts.Node, log
+		if tracer, err = tracing.New(ctx, topts); err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+			defer cancel()
+			if err := tracer.Shutdown(sctx); err != nil {
+				log.Warn("flushing spans", "error", err)
+			}
+		}()
+	}
 	filterDeps := forward.FilterDeps{
 		Logger: log,
 		RBAC:   stats.NewRBAC(metrics.Registry),
 		JWKS:   jwtauthn.NewCache(ctx, jwtauthn.CacheOptions{Logger: log}),
 	}
 	var cfg atomic.Pointer[forward.Config]
-	fwd := forward.New(forward.Options{Config: &cfg, Metrics: metrics, Logger: log})
+	fwd := forward.New(forward.Options{Config: &cfg, Metrics: metrics, Telemetry: tel, Tracer: tracer, Logger: log})
 	defer fwd.Close()
 	listeners := listener.NewManager(ctx, listener.Options{
 		Logger:      log,
@@ -128,6 +183,13 @@ func Run(ctx context.Context, opts Options) error {
 	})
 
 	adminErr := make(chan error, 1)
+	if opts.MetricsAddress != "" {
+		go func() {
+			if err := admin.ServeMetrics(ctx, opts.MetricsAddress, metrics); err != nil {
+				log.Error("metrics server", "address", opts.MetricsAddress, "error", err)
+			}
+		}()
+	}
 	go func() {
 		err := admin.Serve(ctx, admin.Options{
 			Address: opts.AdminAddress,
@@ -138,6 +200,8 @@ func Run(ctx context.Context, opts Options) error {
 			Certs:       certsStatus(id, client.Status),
 			Status:      client.Status,
 			Metrics:     metrics,
+			Tap:         tapHub,
+			Explain:     func(req admin.ExplainRequest) (any, error) { return fwd.Explain(req.Listener, req.Request()) },
 			OnListening: opts.OnAdminListening,
 		})
 		if err != nil {
@@ -194,3 +258,21 @@ func shortType(typeURL string) string {
 	}
 	return "unknown"
 }
+
+func openAccessLog(path string) (io.WriteCloser, error) {
+	if path == "-" {
+		return nopCloser{os.Stdout}, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("access log: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("access log: %w", err)
+	}
+	return f, nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }

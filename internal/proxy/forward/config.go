@@ -7,10 +7,12 @@ package forward
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"skein.dev/skein/internal/proxy/filter"
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/route"
+	"skein.dev/skein/internal/proxy/streaminfo"
 	"skein.dev/skein/internal/proxy/tlsconf"
 	"skein.dev/skein/internal/proxy/upstream"
 	"skein.dev/skein/internal/proxy/xdsclient"
@@ -24,11 +26,12 @@ type Config struct {
 
 // Listener is a compiled listener: Routes for HTTP, TCP for tcp_proxy.
 type Listener struct {
-	Name    string
-	Address string
-	Codec   resource.Codec
-	Routes  *route.Table
-	TCP     *TCPRoute
+	Name      string
+	Address   string
+	Direction streaminfo.Direction
+	Codec     resource.Codec
+	Routes    *route.Table
+	TCP       *TCPRoute
 	// NetworkFilters run on each connection (TCP) or request (HTTP) before anything
 	// else; HTTPFilters run on each request before the router (filters.go).
 	NetworkFilters []filter.Network
@@ -113,7 +116,7 @@ func CompileWith(u xdsclient.Update, prev *Config, env tlsconf.Env, deps FilterD
 		tables[name] = route.New(rc)
 	}
 	for name, l := range u.Listeners {
-		cl := &Listener{Name: name, Address: l.Address, Secure: l.Secure(), TLSInspector: l.TLSInspector,
+		cl := &Listener{Name: name, Address: l.Address, Direction: direction(l), Secure: l.Secure(), TLSInspector: l.TLSInspector,
 			NetworkFilters: compileNetworkFilters(name, l.Filters, deps)}
 		for _, ch := range l.Chains {
 			c := Chain{Name: ch.Name, TransportProtocol: ch.TransportProtocol}
@@ -168,4 +171,20 @@ func clusterTLS(def *resource.Cluster, env tlsconf.Env) (func(resource.Endpoint)
 		build(m.TLS)
 	}
 	return func(e resource.Endpoint) *tlsconf.Client { return clients[def.TLSFor(e)] }, errors.Join(errs...)
+}
+
+// direction is the listener's traffic_direction; when the control plane leaves it
+// unspecified, Istio's listener names decide: "inbound|<port>" and "virtualInbound"
+// serve the workload's callers, everything else its own calls.
+func direction(l *resource.Listener) streaminfo.Direction {
+	switch l.Direction {
+	case resource.DirectionInbound:
+		return streaminfo.Inbound
+	case resource.DirectionOutbound:
+		return streaminfo.Outbound
+	}
+	if strings.HasPrefix(l.Name, "inbound|") || strings.HasPrefix(l.Name, "virtualInbound") {
+		return streaminfo.Inbound
+	}
+	return streaminfo.Outbound
 }

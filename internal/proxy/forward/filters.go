@@ -95,9 +95,6 @@ func writeLocalReply(w http.ResponseWriter, r *http.Request, reply *filter.Local
 		h.Set("Content-Type", "application/grpc")
 		h.Set("Grpc-Status", strconv.Itoa(reply.GRPCStatus))
 		h.Set("Grpc-Message", reply.Body)
-		if rec, ok := w.(*recorder); ok {
-			rec.grpcStatus = reply.Status
-		}
 		w.WriteHeader(http.StatusOK)
 		return
 	}

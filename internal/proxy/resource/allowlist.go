@@ -63,6 +63,7 @@ var allowedFields = []string{
 	"envoy.config.listener.v3.Listener.address",
 	"envoy.config.listener.v3.Listener.filter_chains",
 	"envoy.config.listener.v3.Listener.stat_prefix",
+	"envoy.config.listener.v3.Listener.traffic_direction",
 	"envoy.config.listener.v3.Listener.listener_filters",
 	"envoy.config.listener.v3.ListenerFilter.name",
 	"envoy.config.listener.v3.ListenerFilter.typed_config",

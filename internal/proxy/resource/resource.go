@@ -27,6 +27,9 @@ const (
 type Listener struct {
 	Name    string
 	Address string // host:port
+	// Direction is traffic_direction: Inbound for the workload's callers, Outbound for
+	// its calls; Unspecified leaves it to the listener name (see forward.Compile).
+	Direction TrafficDirection
 	// Filters run on each accepted connection before the terminal filter (filters.go).
 	Filters []NetworkFilter
 	HTTP    *HTTPConnectionManager
@@ -109,6 +112,15 @@ const (
 type ClientCertDetails struct {
 	Subject, Cert, Chain, DNS, URI bool
 }
+
+// TrafficDirection is Envoy's core.v3.TrafficDirection.
+type TrafficDirection int
+
+const (
+	DirectionUnspecified TrafficDirection = iota
+	DirectionInbound
+	DirectionOutbound
+)
 
 // Codec is the downstream HTTP codec an HTTP listener accepts.
 type Codec int

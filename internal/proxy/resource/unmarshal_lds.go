@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -46,6 +47,12 @@ func (d *Decoder) listener(pb *listenerv3.Listener) (*Listener, error) {
 		return nil, err
 	}
 	filters := pb.GetFilterChains()[0].GetFilters()
+	switch pb.GetTrafficDirection() {
+	case corev3.TrafficDirection_INBOUND:
+		l.Direction = DirectionInbound
+	case corev3.TrafficDirection_OUTBOUND:
+		l.Direction = DirectionOutbound
+	}
 	if len(filters) == 0 {
 		return nil, errors.New("filter_chains[0].filters: a terminal filter (http_connection_manager or tcp_proxy) is required")
 	}

@@ -48,10 +48,12 @@ type Cluster struct {
 	LB                    resource.LBPolicy
 
 	endpoints []*Endpoint
-	uniform   bool // all weights equal: plain modulo round robin
-	cumul     []uint64
-	total     uint64
-	cursor    *atomic.Uint64
+	// all lists every endpoint the control plane sent, healthy or not, for explain.
+	all     []EndpointStatus
+	uniform bool // all weights equal: plain modulo round robin
+	cumul   []uint64
+	total   uint64
+	cursor  *atomic.Uint64
 }
 
 // NewCluster compiles a cluster from its definition and endpoints (nil when it has
@@ -84,6 +86,11 @@ func NewClusterTLS(def *resource.Cluster, eps *resource.Endpoints, prev *Cluster
 	}
 	if eps != nil {
 		for _, e := range eps.Endpoints {
+			st := EndpointStatus{Address: e.Address, Healthy: e.Healthy, Weight: e.Weight}
+			if tlsFor != nil {
+				st.TLS = tlsFor(e) != nil
+			}
+			c.all = append(c.all, st)
 			if !e.Healthy {
 				continue
 			}
@@ -110,6 +117,18 @@ func NewClusterTLS(def *resource.Cluster, eps *resource.Endpoints, prev *Cluster
 	}
 	return c
 }
+
+// EndpointStatus is an endpoint as the control plane sent it.
+type EndpointStatus struct {
+	Address string `json:"address"`
+	Healthy bool   `json:"healthy"`
+	Weight  uint32 `json:"weight"`
+	// TLS: the proxy originates (mutual) TLS to this endpoint.
+	TLS bool `json:"tls,omitempty"`
+}
+
+// AllEndpoints returns every endpoint, healthy or not; callers must not modify it.
+func (c *Cluster) AllEndpoints() []EndpointStatus { return c.all }
 
 // Endpoints returns the healthy endpoints; callers must not modify the slice.
 func (c *Cluster) Endpoints() []*Endpoint { return c.endpoints }

@@ -89,14 +89,17 @@ type Server struct {
 	cache    cachev3.SnapshotCache
 	xds      serverv3.Server
 	kick     chan struct{} // capacity 1: "a new mesh is waiting"
+	metrics  *metrics
 	register func(grpc.ServiceRegistrar)
 
 	// pushMu serialises translate+SetSnapshot, so a node's versions never go backwards.
 	// It is never taken while holding mu.
 	pushMu sync.Mutex
 
-	mu      sync.Mutex
-	mesh    *model.Mesh
+	mu   sync.Mutex
+	mesh *model.Mesh
+	// meshAt is when the oldest not yet pushed Update arrived (push latency).
+	meshAt  time.Time
 	nodes   map[string]*nodeState
 	streams map[streamKey]*streamState
 	lastErr error
@@ -155,6 +158,7 @@ func New(opts Options) *Server {
 		nodes:    map[string]*nodeState{},
 		streams:  map[streamKey]*streamState{},
 	}
+	s.metrics = newMetrics(s)
 	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, slogAdapter{opts.Logger})
 	// The handlers' context only bounds the handlers' own goroutines; streams end when
 	// the gRPC server stops.
@@ -202,6 +206,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 func (s *Server) Update(mesh *model.Mesh) {
 	s.mu.Lock()
 	s.mesh = mesh
+	if s.meshAt.IsZero() {
+		s.meshAt = s.now()
+	}
 	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
@@ -320,6 +327,8 @@ func (s *Server) pushAll() {
 	defer s.pushMu.Unlock()
 	s.mu.Lock()
 	s.pushes++
+	since := s.meshAt
+	s.meshAt = time.Time{}
 	var gen int64
 	if s.mesh != nil {
 		gen = s.mesh.Generation
@@ -341,6 +350,7 @@ func (s *Server) pushAll() {
 	s.lastErr = errors.Join(errs...)
 	s.appliedGeneration = gen
 	s.mu.Unlock()
+	s.metrics.observeConvergence(since)
 }
 
 // AppliedGeneration is the mesh generation whose snapshots have been set for every
@@ -435,6 +445,7 @@ func consistent(snap *cachev3.Snapshot, res *translate.Resources) error {
 
 func (s *Server) recordError(id string, err error) error {
 	s.log.Error("xds snapshot not updated", "node", id, "err", err)
+	s.metrics.internalErrs.Inc()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n := s.nodes[id]; n != nil {
