@@ -37,6 +37,7 @@ func newRootCmd() *cobra.Command {
 		newDownCmd(),
 		newCallCmd(),
 		newCACmd(),
+		newAnalyzeCmd(),
 		newStatCmd(),
 		newTopCmd(),
 		newTapCmd(),

@@ -355,6 +355,12 @@ func (l *loader) finish() (*model.Mesh, error) {
 		case *model.DestinationRule:
 			v.Source = o.src
 			mesh.DestinationRules = append(mesh.DestinationRules, v)
+		case *model.AuthorizationPolicy:
+			v.Source = o.src
+			mesh.AuthorizationPolicies = append(mesh.AuthorizationPolicies, v)
+		case *model.RequestAuthentication:
+			v.Source = o.src
+			mesh.RequestAuthentications = append(mesh.RequestAuthentications, v)
 		case *model.PeerAuthentication:
 			v.Source = o.src
 			mesh.PeerAuthentications = append(mesh.PeerAuthentications, v)

@@ -356,7 +356,13 @@ func (p *runningProxy) waitVersion(t testing.TB, cp *controlPlane) {
 				return false
 			}
 		}
-		return dump.Types[rsrc.ListenerType].Version == want
+		if dump.Types[rsrc.ListenerType].Version != want {
+			return false
+		}
+		// On the first config, RDS has no version yet ("") while LDS already shows
+		// want: the update is applied only once the routes arrive, which /ready tells.
+		code, _ = p.get(t, "/ready")
+		return code == 200
 	})
 }
 

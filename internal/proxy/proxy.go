@@ -22,6 +22,7 @@ import (
 	"skein.dev/skein/internal/model"
 	"skein.dev/skein/internal/proxy/accesslog"
 	"skein.dev/skein/internal/proxy/admin"
+	"skein.dev/skein/internal/proxy/filter/jwtauthn"
 	"skein.dev/skein/internal/proxy/forward"
 	"skein.dev/skein/internal/proxy/listener"
 	"skein.dev/skein/internal/proxy/resource"
@@ -128,6 +129,11 @@ func Run(ctx context.Context, opts Options) error {
 			}
 		}()
 	}
+	filterDeps := forward.FilterDeps{
+		Logger: log,
+		RBAC:   stats.NewRBAC(metrics.Registry),
+		JWKS:   jwtauthn.NewCache(ctx, jwtauthn.CacheOptions{Logger: log}),
+	}
 	var cfg atomic.Pointer[forward.Config]
 	fwd := forward.New(forward.Options{Config: &cfg, Metrics: metrics, Telemetry: tel, Tracer: tracer, Logger: log})
 	defer fwd.Close()
@@ -163,7 +169,7 @@ func Run(ctx context.Context, opts Options) error {
 		// Called on the client's goroutine, which is the only writer of cfg and the
 		// only caller of listeners.Apply.
 		OnUpdate: func(u xdsclient.Update) {
-			next, err := forward.Compile(u, cfg.Load(), env)
+			next, err := forward.CompileWith(u, cfg.Load(), env, filterDeps)
 			if err != nil {
 				log.Error("config applied with broken TLS contexts", "error", err)
 			}

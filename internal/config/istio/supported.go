@@ -60,5 +60,5 @@ func AllowField(fd protoreflect.FieldDescriptor) bool {
 	if fd.ContainingMessage().IsMapEntry() {
 		return true
 	}
-	return supportedFields[fd.FullName()] || clientTLSFields[fd.FullName()]
+	return supportedFields[fd.FullName()] || clientTLSFields[fd.FullName()] || securityFields[fd.FullName()]
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	"skein.dev/skein/internal/proxy/filter"
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/route"
 	"skein.dev/skein/internal/proxy/streaminfo"
@@ -31,6 +32,10 @@ type Listener struct {
 	Codec     resource.Codec
 	Routes    *route.Table
 	TCP       *TCPRoute
+	// NetworkFilters run on each connection (TCP) or request (HTTP) before anything
+	// else; HTTPFilters run on each request before the router (filters.go).
+	NetworkFilters []filter.Network
+	HTTPFilters    []filter.HTTP
 	// Secure: connections need inspection, TLS termination or a chain choice before
 	// the filters (see Chain).
 	Secure       bool
@@ -82,6 +87,11 @@ func (t *TCPRoute) PickCluster() string { return route.PickWeighted(t.Clusters, 
 // context that cannot be built (a secret missing) is reported in the returned error
 // and its cluster endpoints or filter chain refuse connections; the rest works.
 func Compile(u xdsclient.Update, prev *Config, env tlsconf.Env) (*Config, error) {
+	return CompileWith(u, prev, env, FilterDeps{})
+}
+
+// CompileWith is Compile with what the listeners' filters (filters.go) need.
+func CompileWith(u xdsclient.Update, prev *Config, env tlsconf.Env, deps FilterDeps) (*Config, error) {
 	if env.Secrets == nil {
 		env.Secrets = u.Secrets
 	}
@@ -106,7 +116,8 @@ func Compile(u xdsclient.Update, prev *Config, env tlsconf.Env) (*Config, error)
 		tables[name] = route.New(rc)
 	}
 	for name, l := range u.Listeners {
-		cl := &Listener{Name: name, Address: l.Address, Direction: direction(l), Secure: l.Secure(), TLSInspector: l.TLSInspector}
+		cl := &Listener{Name: name, Address: l.Address, Direction: direction(l), Secure: l.Secure(), TLSInspector: l.TLSInspector,
+			NetworkFilters: compileNetworkFilters(name, l.Filters, deps)}
 		for _, ch := range l.Chains {
 			c := Chain{Name: ch.Name, TransportProtocol: ch.TransportProtocol}
 			if ch.TLS != nil {
@@ -120,6 +131,7 @@ func Compile(u xdsclient.Update, prev *Config, env tlsconf.Env) (*Config, error)
 		case l.HTTP != nil:
 			cl.Codec = l.HTTP.Codec
 			cl.XFCC, cl.XFCCDetails = l.HTTP.ForwardClientCert, l.HTTP.ClientCertDetails
+			cl.HTTPFilters = compileHTTPFilters(name, l.HTTP.Filters, deps)
 			if l.HTTP.Inline != nil {
 				cl.Routes = route.New(l.HTTP.Inline)
 			} else {

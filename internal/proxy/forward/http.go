@@ -245,6 +245,10 @@ func (f *Forwarder) serveHTTP(listener string, w http.ResponseWriter, r *http.Re
 		f.writeError(rec, r, ErrNoRoute)
 		return
 	}
+	r, ok := runHTTPFilters(l, rec, r)
+	if !ok {
+		return
+	}
 	vh, rt := l.Routes.Select(r, nil)
 	if vh != nil {
 		info.VirtualHost = vh.Name

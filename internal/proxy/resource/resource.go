@@ -30,8 +30,10 @@ type Listener struct {
 	// Direction is traffic_direction: Inbound for the workload's callers, Outbound for
 	// its calls; Unspecified leaves it to the listener name (see forward.Compile).
 	Direction TrafficDirection
-	HTTP      *HTTPConnectionManager
-	TCP       *TCPProxy
+	// Filters run on each accepted connection before the terminal filter (filters.go).
+	Filters []NetworkFilter
+	HTTP    *HTTPConnectionManager
+	TCP     *TCPProxy
 	// TLSInspector: the listener peeks at each connection to tell a TLS ClientHello
 	// from plaintext (transport protocol "tls" or "raw_buffer").
 	TLSInspector bool
@@ -135,6 +137,8 @@ type HTTPConnectionManager struct {
 	Codec      Codec
 	RDSName    string
 	Inline     *RouteConfig
+	// Filters run on each request, in order, before the router (filters.go).
+	Filters []HTTPFilter
 	// ForwardClientCert and ClientCertDetails govern x-forwarded-client-cert.
 	ForwardClientCert ForwardClientCert
 	ClientCertDetails ClientCertDetails

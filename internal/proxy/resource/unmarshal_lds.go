@@ -6,7 +6,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/proto"
@@ -54,7 +53,24 @@ func (d *Decoder) listener(pb *listenerv3.Listener) (*Listener, error) {
 	case corev3.TrafficDirection_OUTBOUND:
 		l.Direction = DirectionOutbound
 	}
-	tc := filters[0].GetTypedConfig()
+	if len(filters) == 0 {
+		return nil, errors.New("filter_chains[0].filters: a terminal filter (http_connection_manager or tcp_proxy) is required")
+	}
+	last := len(filters) - 1
+	for i, f := range filters[:last] {
+		tc := f.GetTypedConfig()
+		dec := networkFilterDecoders[tc.GetTypeUrl()]
+		if dec == nil {
+			return nil, fmt.Errorf("filter_chains[0].filters[%d].typed_config: unsupported type %q (only the last filter may be terminal)", i, tc.GetTypeUrl())
+		}
+		nf, err := dec(tc)
+		if err != nil {
+			return nil, fmt.Errorf("filter_chains[0].filters[%d] (%s): %w", i, f.GetName(), err)
+		}
+		nf.Name = f.GetName()
+		l.Filters = append(l.Filters, nf)
+	}
+	tc := filters[last].GetTypedConfig()
 	switch tc.GetTypeUrl() {
 	case hcmTypeURL:
 		hcm := &hcmv3.HttpConnectionManager{}
@@ -69,7 +85,7 @@ func (d *Decoder) listener(pb *listenerv3.Listener) (*Listener, error) {
 		}
 		l.TCP, err = tcpProxy(tp)
 	default:
-		return nil, fmt.Errorf("filter_chains[0].filters[0].typed_config: unsupported type %q", tc.GetTypeUrl())
+		return nil, fmt.Errorf("filter_chains[0].filters[%d].typed_config: unsupported type %q", last, tc.GetTypeUrl())
 	}
 	return l, err
 }
@@ -95,11 +111,11 @@ func (d *Decoder) filterChains(pb *listenerv3.Listener, l *Listener) error {
 	seen := map[string]int{}
 	for i, fc := range chains {
 		field := fmt.Sprintf("filter_chains[%d]", i)
-		if n := len(fc.GetFilters()); n != 1 {
-			return fmt.Errorf("%s.filters: want exactly 1, got %d", field, n)
+		if len(fc.GetFilters()) == 0 {
+			return fmt.Errorf("%s.filters: %w", field, errMissing)
 		}
-		if i > 0 && !proto.Equal(fc.GetFilters()[0], chains[0].GetFilters()[0]) {
-			return fmt.Errorf("%s.filters: must equal filter_chains[0].filters (skein applies one network filter per listener; chains may differ in match and transport socket only)", field)
+		if i > 0 && !sameFilters(fc.GetFilters(), chains[0].GetFilters()) {
+			return fmt.Errorf("%s.filters: must equal filter_chains[0].filters (skein applies one filter list per listener; chains may differ in match and transport socket only)", field)
 		}
 		tp := fc.GetFilterChainMatch().GetTransportProtocol()
 		switch tp {
@@ -171,15 +187,11 @@ func (d *Decoder) httpConnectionManager(pb *hcmv3.HttpConnectionManager) (*HTTPC
 	default:
 		return nil, errors.New("HttpConnectionManager: one of rds or route_config is required")
 	}
-	filters := pb.GetHttpFilters()
-	if len(filters) != 1 {
-		return nil, fmt.Errorf("HttpConnectionManager.http_filters: want exactly 1 (router), got %d", len(filters))
-	}
-	if tc := filters[0].GetTypedConfig(); tc.GetTypeUrl() != routerTypeURL {
-		return nil, fmt.Errorf("HttpConnectionManager.http_filters[0].typed_config: want %s, got %q", routerTypeURL, tc.GetTypeUrl())
-	} else if err := tc.UnmarshalTo(&routerv3.Router{}); err != nil {
+	filters, err := httpFilters(pb.GetHttpFilters())
+	if err != nil {
 		return nil, err
 	}
+	h.Filters = filters
 	return h, nil
 }
 
@@ -204,4 +216,16 @@ func tcpProxy(pb *tcpv3.TcpProxy) (*TCPProxy, error) {
 		return nil, errors.New("TcpProxy: one of cluster or weighted_clusters is required")
 	}
 	return t, nil
+}
+
+func sameFilters(a, b []*listenerv3.Filter) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !proto.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
 }

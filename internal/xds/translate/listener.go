@@ -50,7 +50,9 @@ func (b *builder) inboundListener(containerPort int) *listener.Listener {
 	name := InboundListenerName(containerPort)
 	cluster := InboundClusterName(containerPort)
 	if !b.inboundProtocol(containerPort).IsHTTP() {
-		l := b.listener(name, b.proxy.InboundPorts[containerPort], b.tcpProxy(name, []weightedCluster{{name: cluster, weight: 100}}))
+		// Network RBAC filters (rbac.go) run before tcp_proxy.
+		filters := append(b.networkRBACFilters(containerPort), b.tcpProxy(name, []weightedCluster{{name: cluster, weight: 100}}))
+		l := b.listener(name, b.proxy.InboundPorts[containerPort], filters...)
 		b.secureInbound(l, containerPort, false)
 		return l
 	}
@@ -69,18 +71,36 @@ func (b *builder) inboundListener(containerPort int) *listener.Listener {
 			}},
 		}},
 	}
-	l := b.listener(name, b.proxy.InboundPorts[containerPort], b.httpConnectionManager(name, rc, b.forwardClientCert))
+	l := b.listener(name, b.proxy.InboundPorts[containerPort], b.httpConnectionManager(name, rc, b.forwardClientCert, b.withHTTPFilters(b.inboundHTTPFilters(containerPort))))
 	b.secureInbound(l, containerPort, true)
 	return l
 }
 
-// listener wraps one network filter in the single filter chain the proxy accepts.
-func (b *builder) listener(name string, port int, filter *listener.Filter) *listener.Listener {
+// inboundHTTPFilters are the HTTP filters before the router on an inbound listener, in
+// Istio's order: jwt_authn (jwt.go), then RBAC AUDIT, DENY, ALLOW (rbac.go).
+func (b *builder) inboundHTTPFilters(containerPort int) []*hcm.HttpFilter {
+	var out []*hcm.HttpFilter
+	if f := b.jwtFilter(); f != nil {
+		out = append(out, f)
+	}
+	return append(out, b.httpRBACFilters(containerPort)...)
+}
+
+// withHTTPFilters puts filters before the router.
+func (b *builder) withHTTPFilters(filters []*hcm.HttpFilter) func(*hcm.HttpConnectionManager) {
+	return func(m *hcm.HttpConnectionManager) {
+		m.HttpFilters = append(append([]*hcm.HttpFilter(nil), filters...), m.HttpFilters...)
+	}
+}
+
+// listener wraps network filters (the terminal one last) in the single filter chain
+// the proxy accepts.
+func (b *builder) listener(name string, port int, filters ...*listener.Filter) *listener.Listener {
 	return &listener.Listener{
 		Name:         name,
 		Address:      socketAddress(b.proxy.IP, port),
 		StatPrefix:   name,
-		FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{filter}}},
+		FilterChains: []*listener.FilterChain{{Filters: filters}},
 	}
 }
 
