@@ -17,6 +17,7 @@ import (
 func newProxyCmd() *cobra.Command {
 	var (
 		xdsAddress, nodeJSON, nodeFile, adminAddress, logLevel string
+		pprof                                                  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -37,6 +38,7 @@ func newProxyCmd() *cobra.Command {
 				Node:         node,
 				AdminAddress: adminAddress,
 				Logger:       log.With("proxy", node.ID),
+				Pprof:        pprof,
 				OnAdminListening: func(addr string) {
 					log.Info("admin listening", "address", addr)
 				},
@@ -49,6 +51,7 @@ func newProxyCmd() *cobra.Command {
 	f.StringVar(&nodeFile, "node-file", "", "file holding the proxy's identity as model.Proxy JSON")
 	f.StringVar(&adminAddress, "admin-address", "127.0.0.1:15000", "address of the admin server (/ready, /config_dump, /stats/prometheus)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&pprof, "pprof", os.Getenv("SKEIN_PROXY_PPROF") != "", "serve Go's profiler at /debug/pprof/ on the admin address (default on when $SKEIN_PROXY_PPROF is set, which sidecars started by skein up inherit)")
 	cmd.MarkFlagsMutuallyExclusive("node-json", "node-file")
 	return cmd
 }

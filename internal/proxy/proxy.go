@@ -35,6 +35,8 @@ type Options struct {
 	Logger       *slog.Logger
 	// OnAdminListening, optional, learns the admin server's bound address.
 	OnAdminListening func(addr string)
+	// Pprof serves Go's profiler at /debug/pprof/ on the admin address.
+	Pprof bool
 }
 
 // Run runs the proxy until ctx is done, then stops gracefully.
@@ -97,6 +99,7 @@ func Run(ctx context.Context, opts Options) error {
 			Status:      client.Status,
 			Metrics:     metrics,
 			OnListening: opts.OnAdminListening,
+			Pprof:       opts.Pprof,
 		})
 		if err != nil {
 			cancel() // without its admin server the proxy cannot report readiness

@@ -1,5 +1,5 @@
 // Package admin serves the proxy's admin HTTP endpoints: /ready, /healthz,
-// /config_dump and /stats/prometheus.
+// /config_dump, /stats/prometheus and, when enabled, /debug/pprof/.
 package admin
 
 import (
@@ -26,6 +26,8 @@ type Options struct {
 	Status      func() *xdsclient.Status
 	Metrics     *stats.Metrics
 	OnListening func(addr string)
+	// Pprof serves /debug/pprof/ (the --pprof flag of skein proxy).
+	Pprof bool
 }
 
 // ConfigDump is the JSON shape of /config_dump.
@@ -88,6 +90,9 @@ func Handler(opts Options) http.Handler {
 		_ = enc.Encode(dump)
 	})
 	mux.Handle("GET /stats/prometheus", promhttp.HandlerFor(opts.Metrics.Registry, promhttp.HandlerOpts{}))
+	if opts.Pprof {
+		registerPprof(mux)
+	}
 	return mux
 }
 
