@@ -79,6 +79,7 @@ func New(opts Options) *Forwarder {
 	f.h2.Protocols.SetUnencryptedHTTP2(true)
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
+		BufferPool:     newBufferPool(),
 		Transport:      roundTripper{f},
 		FlushInterval:  -1, // stream: gRPC and server-sent events must not be buffered
 		ErrorHandler:   f.writeError,
