@@ -25,9 +25,10 @@ const (
 	kindWorkload        = "Workload"
 	kindVirtualService  = "VirtualService"
 	kindDestinationRule = "DestinationRule"
+	kindSidecar         = "Sidecar"
 )
 
-const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService and DestinationRule"
+const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule and Sidecar"
 
 // kind says how one kind of object is checked, decoded, translated and cross-checked.
 type kind struct {
@@ -106,6 +107,7 @@ func kinds() []kind {
 				return istio.DestinationRuleReferences(ns, spec.(*networking.DestinationRule), cat)
 			},
 		},
+		sidecarKind(),
 	}
 }
 

@@ -355,6 +355,9 @@ func (l *loader) finish() (*model.Mesh, error) {
 		case *model.DestinationRule:
 			v.Source = o.src
 			mesh.DestinationRules = append(mesh.DestinationRules, v)
+		case *model.Sidecar:
+			v.Source = o.src
+			mesh.Sidecars = append(mesh.Sidecars, v)
 		}
 	}
 	return mesh, nil

@@ -67,6 +67,8 @@ type Mesh struct {
 	Workloads        []*Workload
 	VirtualServices  []*VirtualService
 	DestinationRules []*DestinationRule
+	// Sidecars scope proxies' outbound config (Istio's Sidecar resource).
+	Sidecars []*Sidecar `json:"Sidecars,omitempty"`
 
 	// Endpoints come from the registry (the local runtime, later Kubernetes), not from
 	// config files; the control plane joins them with the config into one Mesh.
