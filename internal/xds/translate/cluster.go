@@ -168,7 +168,7 @@ func (b *builder) inboundProtocol(containerPort int) model.Protocol {
 			labels = w.Labels
 		}
 	}
-	for _, sp := range b.ports {
+	for _, sp := range b.allPorts {
 		if sp.svc.Namespace != b.proxy.Workload.Namespace || !model.Selects(sp.svc.Selector, labels) {
 			continue
 		}

@@ -97,7 +97,8 @@ type builder struct {
 	mesh      *model.Mesh
 	proxy     *model.Proxy // nil: generic client
 	suffix    string
-	ports     []servicePort // every service port, sorted by host then port
+	ports     []servicePort // service ports in the proxy's scope, sorted by host then port
+	allPorts  []servicePort // every service port (inbound protocol detection)
 	workloads map[model.NamespacedName]*model.Workload
 	err       error // first internal (marshalling) error
 }
@@ -130,6 +131,8 @@ func newBuilder(mesh *model.Mesh, proxy *model.Proxy) *builder {
 		}
 		return b.ports[i].port.Port < b.ports[j].port.Port
 	})
+	b.allPorts = b.ports
+	b.ports = b.scopePorts(b.allPorts)
 	return b
 }
 
