@@ -26,7 +26,7 @@ const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolO
 func (b *builder) clusters() []types.Resource {
 	var out []*cluster.Cluster
 	for _, sp := range b.ports {
-		dr := b.mesh.DestinationRuleFor(sp.host)
+		dr := b.idx.rules[sp.host]
 		out = append(out, b.outboundCluster(sp, "", loadBalancer(dr, nil)))
 		if dr == nil {
 			continue
@@ -42,7 +42,14 @@ func (b *builder) clusters() []types.Resource {
 	return sortByName(out)
 }
 
+// outboundCluster is the same for every proxy: built once per Index.
 func (b *builder) outboundCluster(sp servicePort, subset string, lb cluster.Cluster_LbPolicy) *cluster.Cluster {
+	return shared(b, b.idx.clusters, OutboundClusterName(sp.port.Port, subset, sp.host), func() *cluster.Cluster {
+		return b.newOutboundCluster(sp, subset, lb)
+	})
+}
+
+func (b *builder) newOutboundCluster(sp servicePort, subset string, lb cluster.Cluster_LbPolicy) *cluster.Cluster {
 	return &cluster.Cluster{
 		Name:                          OutboundClusterName(sp.port.Port, subset, sp.host),
 		ClusterDiscoveryType:          &cluster.Cluster_Type{Type: cluster.Cluster_EDS},

@@ -73,7 +73,15 @@ func (b *builder) singleHostRoute(sp servicePort) (*route.RouteConfiguration, er
 	}, nil
 }
 
+// virtualHost depends only on the service port and the domains (which depend on the
+// proxy's namespace): built once per Index and key.
 func (b *builder) virtualHost(sp servicePort, domains []string) (*route.VirtualHost, error) {
+	return cached(b.idx, b.idx.vhosts, vhostKey(sp, domains), func() (*route.VirtualHost, error) {
+		return b.newVirtualHost(sp, domains)
+	})
+}
+
+func (b *builder) newVirtualHost(sp servicePort, domains []string) (*route.VirtualHost, error) {
 	routes, err := b.httpRoutes(sp)
 	if err != nil {
 		return nil, err
@@ -120,17 +128,7 @@ func httpPortCount(s *model.Service) int {
 // virtualServiceFor returns the first VirtualService (in model order) that names the
 // host and applies to sidecars (no gateways, or the "mesh" gateway).
 func (b *builder) virtualServiceFor(host string) *model.VirtualService {
-	for _, vs := range b.mesh.VirtualServices {
-		if !appliesToMesh(vs) {
-			continue
-		}
-		for _, h := range vs.Hosts {
-			if h == host {
-				return vs
-			}
-		}
-	}
-	return nil
+	return b.idx.vs[host]
 }
 
 func appliesToMesh(vs *model.VirtualService) bool {
@@ -237,7 +235,7 @@ func (b *builder) destinationClusters(vs *model.VirtualService, dests []model.Ro
 	for _, d := range dests {
 		port := d.Port
 		if port == 0 {
-			switch svc := b.mesh.ServiceByHost(d.Host); {
+			switch svc := b.idx.services[d.Host]; {
 			case d.Host == sp.host:
 				port = sp.port.Port
 			case svc != nil && len(svc.Ports) == 1:

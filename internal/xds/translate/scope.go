@@ -1,5 +1,11 @@
 package translate
 
+import (
+	"strings"
+
+	"skein.dev/skein/internal/model"
+)
+
 // scopePorts narrows the service ports a sidecar gets outbound config for (clusters,
 // endpoints, virtual hosts, upstream listeners) to what the Sidecar resource that
 // applies to it imports (model.Mesh.SidecarFor, Istio's selection order). Without a
@@ -12,9 +18,11 @@ package translate
 // skein closes the set because the proxy can only ever send there through that route.
 // This is one level deep on purpose: the destination's own VirtualService is evaluated
 // by no one on this path.
-func (b *builder) scopePorts(all []servicePort) []servicePort {
+//
+// It returns the ports in scope and the set of their hosts (nil when unscoped).
+func (b *builder) scopePorts(all []servicePort) ([]servicePort, map[string]bool) {
 	if b.proxy == nil {
-		return all
+		return all, nil
 	}
 	labels := b.proxy.Labels
 	if w := b.workloads[b.proxy.Workload]; w != nil && len(labels) == 0 {
@@ -22,35 +30,59 @@ func (b *builder) scopePorts(all []servicePort) []servicePort {
 	}
 	sc := b.mesh.SidecarFor(b.proxy.Workload.Namespace, labels)
 	if sc == nil {
-		return all
+		return all, nil
 	}
-	imported := map[string]bool{}
-	for _, sp := range all {
-		if !imported[sp.host] && sc.Imports(sp.host, sp.svc.Namespace) {
-			imported[sp.host] = true
-		}
-	}
-	inferred := map[string]bool{}
+	imported := b.imported(sc)
+	inScope := make(map[string]bool, len(imported))
 	for host := range imported {
+		inScope[host] = true
 		vs := b.virtualServiceFor(host)
 		if vs == nil {
 			continue
 		}
 		for _, r := range vs.HTTP {
 			for _, d := range r.Destinations {
-				inferred[d.Host] = true
+				inScope[d.Host] = true
 			}
 		}
 		for _, r := range vs.TCP {
 			for _, d := range r.Destinations {
-				inferred[d.Host] = true
+				inScope[d.Host] = true
 			}
 		}
 	}
-	out := make([]servicePort, 0, len(imported))
+	out := make([]servicePort, 0, len(inScope))
 	for _, sp := range all {
-		if imported[sp.host] || inferred[sp.host] {
+		if inScope[sp.host] {
 			out = append(out, sp)
+		}
+	}
+	return out, inScope
+}
+
+// imported lists the hosts of the mesh a Sidecar's egress hosts import. Exact names
+// are looked up; wildcards are matched against the services of the namespaces they
+// name (all of them for "*/").
+func (b *builder) imported(sc *model.Sidecar) map[string]bool {
+	out := map[string]bool{}
+	for _, h := range sc.EgressHosts {
+		ns, dns, ok := strings.Cut(h, "/")
+		if !ok || ns == "~" {
+			continue
+		}
+		if ns == "." {
+			ns = sc.Namespace
+		}
+		if !strings.Contains(dns, "*") {
+			if svc := b.idx.services[dns]; svc != nil && (ns == "*" || svc.Namespace == ns) {
+				out[dns] = true
+			}
+			continue
+		}
+		for host, svc := range b.idx.services {
+			if (ns == "*" || svc.Namespace == ns) && model.HostMatches(dns, host) {
+				out[host] = true
+			}
 		}
 	}
 	return out
