@@ -44,7 +44,11 @@ func (b *builder) clusters() []types.Resource {
 
 // outboundCluster is the same for every proxy: built once per Index.
 func (b *builder) outboundCluster(sp servicePort, subset string, lb cluster.Cluster_LbPolicy) *cluster.Cluster {
-	return shared(b, b.idx.clusters, OutboundClusterName(sp.port.Port, subset, sp.host), func() *cluster.Cluster {
+	name := sp.cluster
+	if subset != "" {
+		name = OutboundClusterName(sp.port.Port, subset, sp.host)
+	}
+	return shared(b, b.idx.clusters, name, func() *cluster.Cluster {
 		return b.newOutboundCluster(sp, subset, lb)
 	})
 }
@@ -175,7 +179,8 @@ func (b *builder) inboundProtocol(containerPort int) model.Protocol {
 			labels = w.Labels
 		}
 	}
-	for _, sp := range b.allPorts {
+	for _, i := range b.idx.nsPorts[b.proxy.Workload.Namespace] {
+		sp := b.allPorts[i]
 		if sp.svc.Namespace != b.proxy.Workload.Namespace || !model.Selects(sp.svc.Selector, labels) {
 			continue
 		}

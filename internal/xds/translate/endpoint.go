@@ -17,7 +17,7 @@ import (
 func (b *builder) endpoints() []types.Resource {
 	var out []*endpoint.ClusterLoadAssignment
 	for _, sp := range b.ports {
-		out = append(out, b.loadAssignment(OutboundClusterName(sp.port.Port, "", sp.host), sp, nil))
+		out = append(out, b.loadAssignment(sp.cluster, sp, nil))
 		dr := b.idx.rules[sp.host]
 		if dr == nil {
 			continue

@@ -2,7 +2,6 @@ package translate
 
 import (
 	"sort"
-	"strconv"
 	"sync"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -28,6 +27,9 @@ type Index struct {
 	suffix    string
 	ports     []servicePort // every service port, sorted by host then port
 	portIndex map[string]int
+	hostPorts map[string][]int // host → indexes into ports
+	nsHosts   map[string][]string
+	nsPorts   map[string][]int // namespace → indexes into ports
 	workloads map[model.NamespacedName]*model.Workload
 	services  map[string]*model.Service
 	rules     map[string]*model.DestinationRule
@@ -51,6 +53,9 @@ func NewIndex(mesh *model.Mesh) *Index {
 		mesh:        mesh,
 		suffix:      mesh.Suffix(),
 		portIndex:   map[string]int{},
+		hostPorts:   map[string][]int{},
+		nsHosts:     map[string][]string{},
+		nsPorts:     map[string][]int{},
 		workloads:   make(map[model.NamespacedName]*model.Workload, len(mesh.Workloads)),
 		services:    make(map[string]*model.Service, len(mesh.Services)),
 		rules:       make(map[string]*model.DestinationRule, len(mesh.DestinationRules)),
@@ -67,9 +72,11 @@ func NewIndex(mesh *model.Mesh) *Index {
 		host := s.Hostname(x.suffix)
 		if _, dup := x.services[host]; !dup {
 			x.services[host] = s // first wins, as Mesh.ServiceByHost
+			x.nsHosts[s.Namespace] = append(x.nsHosts[s.Namespace], host)
 		}
 		for _, p := range s.Ports {
-			x.ports = append(x.ports, servicePort{svc: s, host: host, port: p})
+			x.ports = append(x.ports, servicePort{svc: s, host: host, port: p,
+				key: model.UpstreamKey(host, p.Port), cluster: OutboundClusterName(p.Port, "", host)})
 		}
 	}
 	sort.Slice(x.ports, func(i, j int) bool {
@@ -79,10 +86,11 @@ func NewIndex(mesh *model.Mesh) *Index {
 		return x.ports[i].port.Port < x.ports[j].port.Port
 	})
 	for i, sp := range x.ports {
-		key := model.UpstreamKey(sp.host, sp.port.Port)
-		if _, dup := x.portIndex[key]; !dup {
-			x.portIndex[key] = i
+		if _, dup := x.portIndex[sp.key]; !dup {
+			x.portIndex[sp.key] = i
 		}
+		x.hostPorts[sp.host] = append(x.hostPorts[sp.host], i)
+		x.nsPorts[sp.svc.Namespace] = append(x.nsPorts[sp.svc.Namespace], i)
 	}
 	for _, dr := range mesh.DestinationRules {
 		if _, dup := x.rules[dr.Host]; !dup {
@@ -156,12 +164,4 @@ func cached[T any](x *Index, cache map[string]T, key string, build func() (T, er
 	}
 	cache[key] = v
 	return v, nil
-}
-
-func vhostKey(sp servicePort, domains []string) string {
-	k := sp.host + ":" + strconv.Itoa(sp.port.Port)
-	for _, d := range domains {
-		k += "|" + d
-	}
-	return k
 }

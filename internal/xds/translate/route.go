@@ -39,7 +39,7 @@ func (b *builder) routes() ([]types.Resource, error) {
 			if !sp.port.Protocol.IsHTTP() {
 				continue
 			}
-			vh, err := b.virtualHost(sp, b.domains(sp))
+			vh, err := b.virtualHost(sp, b.domainsVariant(sp), func() []string { return b.domains(sp) })
 			if err != nil {
 				return nil, err
 			}
@@ -63,7 +63,7 @@ func (b *builder) routes() ([]types.Resource, error) {
 // singleHostRoute is the route of a listener dedicated to one service port: one virtual
 // host matching any Host.
 func (b *builder) singleHostRoute(sp servicePort) (*route.RouteConfiguration, error) {
-	vh, err := b.virtualHost(sp, []string{"*"})
+	vh, err := b.virtualHost(sp, "*", func() []string { return []string{"*"} })
 	if err != nil {
 		return nil, err
 	}
@@ -73,11 +73,11 @@ func (b *builder) singleHostRoute(sp servicePort) (*route.RouteConfiguration, er
 	}, nil
 }
 
-// virtualHost depends only on the service port and the domains (which depend on the
-// proxy's namespace): built once per Index and key.
-func (b *builder) virtualHost(sp servicePort, domains []string) (*route.VirtualHost, error) {
-	return cached(b.idx, b.idx.vhosts, vhostKey(sp, domains), func() (*route.VirtualHost, error) {
-		return b.newVirtualHost(sp, domains)
+// virtualHost depends only on the service port and its domains, which variant names
+// (see domainsVariant): built once per Index, service port and variant.
+func (b *builder) virtualHost(sp servicePort, variant string, domains func() []string) (*route.VirtualHost, error) {
+	return cached(b.idx, b.idx.vhosts, sp.key+"|"+variant, func() (*route.VirtualHost, error) {
+		return b.newVirtualHost(sp, domains())
 	})
 }
 
@@ -113,6 +113,15 @@ func (b *builder) domains(sp servicePort) []string {
 		out = append(out, h+port)
 	}
 	return out
+}
+
+// domainsVariant names the set of domains b.domains gives sp for this proxy: it differs
+// only by whether the proxy is in the service's namespace (short names).
+func (b *builder) domainsVariant(sp servicePort) string {
+	if b.proxy != nil && b.proxy.Workload.Namespace == sp.svc.Namespace {
+		return "local"
+	}
+	return "remote"
 }
 
 func httpPortCount(s *model.Service) int {

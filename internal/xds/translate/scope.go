@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"slices"
 	"strings"
 
 	"skein.dev/skein/internal/model"
@@ -51,11 +52,16 @@ func (b *builder) scopePorts(all []servicePort) ([]servicePort, map[string]bool)
 			}
 		}
 	}
-	out := make([]servicePort, 0, len(inScope))
-	for _, sp := range all {
-		if inScope[sp.host] {
-			out = append(out, sp)
-		}
+	// The ports of the hosts in scope, in the Index's order (by host, then port),
+	// without walking every port of the mesh.
+	var picked []int
+	for host := range inScope {
+		picked = append(picked, b.idx.hostPorts[host]...)
+	}
+	slices.Sort(picked)
+	out := make([]servicePort, 0, len(picked))
+	for _, i := range picked {
+		out = append(out, b.idx.ports[i])
 	}
 	return out, inScope
 }
@@ -79,8 +85,16 @@ func (b *builder) imported(sc *model.Sidecar) map[string]bool {
 			}
 			continue
 		}
-		for host, svc := range b.idx.services {
-			if (ns == "*" || svc.Namespace == ns) && model.HostMatches(dns, host) {
+		if ns != "*" {
+			for _, host := range b.idx.nsHosts[ns] {
+				if model.HostMatches(dns, host) {
+					out[host] = true
+				}
+			}
+			continue
+		}
+		for host := range b.idx.services {
+			if model.HostMatches(dns, host) {
 				out[host] = true
 			}
 		}

@@ -108,9 +108,11 @@ type builder struct {
 
 // servicePort is one port of one service, with its hostname.
 type servicePort struct {
-	svc  *model.Service
-	host string
-	port model.ServicePort
+	svc     *model.Service
+	host    string
+	port    model.ServicePort
+	key     string // model.UpstreamKey(host, port)
+	cluster string // OutboundClusterName(port, "", host)
 }
 
 func newBuilder(idx *Index, proxy *model.Proxy) *builder {
