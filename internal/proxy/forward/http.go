@@ -81,7 +81,7 @@ func New(opts Options) *Forwarder {
 		Rewrite:        rewrite,
 		BufferPool:     newBufferPool(),
 		Transport:      roundTripper{f},
-		FlushInterval:  -1, // stream: gRPC and server-sent events must not be buffered
+		FlushInterval:  0, // unsized (gRPC, chunked) and event-stream responses still flush per write
 		ErrorHandler:   f.writeError,
 		ModifyResponse: trailersOnlyToTrailers,
 		ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
