@@ -1,7 +1,7 @@
 GO ?= go
 BIN := bin/skein
 
-.PHONY: build test test-short bench bench-quick bench-micro bench-cp lint demo
+.PHONY: build test test-short bench bench-quick bench-micro bench-cp lint demo ui ui-deps
 
 build:
 	$(GO) build -o $(BIN) ./cmd/skein
@@ -35,3 +35,11 @@ bench-micro:
 # clients), with and without Sidecar scoping. QUICK=1 runs the 1,000-service case only.
 bench-cp:
 	$(GO) run ./bench/cpscale $${QUICK:+-quick}
+
+# The dashboard front end (ui/, Vite + Preact). Its built files are committed under
+# internal/dashboard/dist, so `go build` needs no npm; rebuild them after editing ui/.
+ui-deps:
+	cd ui && npm ci --no-audit --no-fund
+
+ui: ui-deps
+	cd ui && npm run build

@@ -36,6 +36,11 @@ func newRootCmd() *cobra.Command {
 		newExecCmd(),
 		newDownCmd(),
 		newCallCmd(),
+		newStatCmd(),
+		newTopCmd(),
+		newTapCmd(),
+		newExplainCmd(),
+		newDashboardCmd(),
 	)
 	return root
 }

@@ -6,16 +6,21 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"skein.dev/skein/examples/demo"
+	"skein.dev/skein/internal/proxy/telemetry"
 	"skein.dev/skein/internal/runtime/local"
 	"skein.dev/skein/internal/runtime/local/statedir"
 )
 
 func newUpCmd() *cobra.Command {
 	var stateDir, isolation, logLevel string
+	var tr tracingFlags
+	var dropLabels []string
+	var noAccessLog bool
 	cmd := &cobra.Command{
 		Use:   "up [DIR]",
 		Short: "Run a whole mesh on this machine from a folder of YAML (default: the built-in demo)",
@@ -40,19 +45,35 @@ Without DIR, the built-in demo (frontend → catalog v1/v2 → inventory) is use
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "using the built-in demo, written to %s\n", dir)
 			}
+			if _, err := tr.options(); err != nil {
+				return err
+			}
+			if err := telemetry.ValidateDropLabels(dropLabels); err != nil {
+				return fmt.Errorf("--metrics-drop-labels: %w", err)
+			}
+			proxyArgs := tr.args()
+			if len(dropLabels) > 0 {
+				proxyArgs = append(proxyArgs, "--metrics-drop-labels", strings.Join(dropLabels, ","))
+			}
 			return local.Run(cmd.Context(), local.Options{
-				ConfigDir: dir,
-				StateDir:  stateDir,
-				Isolation: isolation,
-				Self:      self,
-				Logger:    newLogger(logLevel),
-				Out:       cmd.OutOrStdout(),
+				ConfigDir:    dir,
+				StateDir:     stateDir,
+				Isolation:    isolation,
+				Self:         self,
+				Logger:       newLogger(logLevel),
+				Out:          cmd.OutOrStdout(),
+				ProxyArgs:    proxyArgs,
+				NoAccessLogs: noAccessLog,
+				Dashboard:    dashboardServer(),
 			})
 		},
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", statedir.Default(), "folder for this instance's record and logs ($"+statedir.EnvVar+")")
 	cmd.Flags().StringVar(&isolation, "isolation", "auto", "workload isolation: auto, none or netns")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().BoolVar(&noAccessLog, "no-access-log", false, "do not write <state-dir>/logs/<proxy>.access.log")
+	cmd.Flags().StringSliceVar(&dropLabels, "metrics-drop-labels", nil, "standard istio_* labels every sidecar drops (cardinality)")
+	tr.register(cmd.Flags())
 	return cmd
 }
 

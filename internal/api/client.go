@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"skein.dev/skein/internal/model"
 )
 
 // Client talks to a running `skein up`.
@@ -36,6 +38,13 @@ func (c *Client) ExecEnv(ctx context.Context, name, namespace string) (ExecEnv, 
 	q := url.Values{"workload": {name}, "namespace": {namespace}}
 	err := c.get(ctx, "/api/exec?"+q.Encode(), &e)
 	return e, err
+}
+
+// Config fetches the mesh's current configuration.
+func (c *Client) Config(ctx context.Context) (*model.Mesh, error) {
+	var m model.Mesh
+	err := c.get(ctx, "/api/config", &m)
+	return &m, err
 }
 
 // Down asks the mesh to stop.

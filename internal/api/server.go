@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"skein.dev/skein/internal/model"
 )
 
 // Backend is what a running mesh exposes through the API.
@@ -16,6 +18,12 @@ type Backend interface {
 	ExecEnv(name, namespace string) (ExecEnv, error)
 	// Shutdown asks the mesh to stop; it returns at once.
 	Shutdown()
+}
+
+// ConfigBackend is a Backend that also shows its current configuration (the model);
+// GET /api/config answers 404 for backends that do not.
+type ConfigBackend interface {
+	Config() *model.Mesh
 }
 
 // ErrNotFound is returned by Backend.ExecEnv for an unknown workload.
@@ -37,6 +45,14 @@ func Handler(b Backend) http.Handler {
 		default:
 			writeJSON(w, http.StatusOK, env)
 		}
+	})
+	mux.HandleFunc("GET /api/config", func(w http.ResponseWriter, r *http.Request) {
+		cb, ok := b.(ConfigBackend)
+		if !ok {
+			http.Error(w, "this backend does not show its configuration", http.StatusNotFound)
+			return
+		}
+		writeJSON(w, http.StatusOK, cb.Config())
 	})
 	mux.HandleFunc("POST /api/down", func(w http.ResponseWriter, r *http.Request) {
 		b.Shutdown()

@@ -16,11 +16,15 @@ type Status struct {
 	ConfigErrors  []string  `json:"configErrors,omitempty"`
 	ConfigErrorAt time.Time `json:"configErrorAt,omitzero"`
 	// ControlPlaneError is a translation or consistency error of the newest push.
-	ControlPlaneError string     `json:"controlPlaneError,omitempty"`
-	Isolation         string     `json:"isolation"`
-	XDSAddress        string     `json:"xdsAddress"`
-	Workloads         []Workload `json:"workloads"`
-	Proxies           []Proxy    `json:"proxies"`
+	ControlPlaneError string `json:"controlPlaneError,omitempty"`
+	Isolation         string `json:"isolation"`
+	XDSAddress        string `json:"xdsAddress"`
+	// Monitoring serves the control plane's Prometheus metrics at /metrics.
+	Monitoring string `json:"monitoring,omitempty"`
+	// Dashboard is the address of the web dashboard, when served.
+	Dashboard string     `json:"dashboard,omitempty"`
+	Workloads []Workload `json:"workloads"`
+	Proxies   []Proxy    `json:"proxies"`
 	// Ready is true when every replica runs and every proxy has ACKed the newest config.
 	Ready bool `json:"ready"`
 	// NotReady says why Ready is false, one line per reason.
@@ -49,8 +53,15 @@ type Replica struct {
 	InboundPorts map[string]string `json:"inboundPorts,omitempty"`
 	// Outbound is the sidecar's explicit HTTP proxy address (HTTP_PROXY of the app).
 	Outbound string `json:"outbound,omitempty"`
-	// Admin is the sidecar's admin address (/ready, /config_dump, /stats/prometheus).
+	// Admin is the sidecar's admin address (/ready, /config_dump, /stats/prometheus,
+	// /tap, POST /explain).
 	Admin string `json:"admin"`
+	// Metrics is the sidecar's dedicated /stats/prometheus address (Istio's 15020).
+	Metrics string `json:"metrics,omitempty"`
+	// AccessLog is the sidecar's JSON access log file, when written.
+	AccessLog string `json:"accessLog,omitempty"`
+	// Workload labels (app, version), for tools that group by them.
+	Labels map[string]string `json:"labels,omitempty"`
 	// ProxyID is the xDS node id of the sidecar.
 	ProxyID    string `json:"proxyID"`
 	ProxyState string `json:"proxyState"`

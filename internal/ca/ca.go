@@ -72,6 +72,13 @@ type authority struct {
 	intermediates []*x509.Certificate // chain from cert (exclusive) up to a root (exclusive)
 	bundle        []*x509.Certificate // trusted roots, current first
 	previousRoots []*x509.Certificate // roots kept in the bundle after a rotation (root mode only)
+	// next is a prepared root (PrepareRootRotation): trusted, not yet signing.
+	next    *x509.Certificate
+	nextKey crypto.Signer
+	// issued tracks the latest NotAfter of SVIDs this authority signed; prevIssued
+	// does the same for the roots in previousRoots.
+	issued     *issuedUntil
+	prevIssued []*issuedUntil
 }
 
 // CA issues workload SVIDs. It is safe for concurrent use.

@@ -227,6 +227,9 @@ func (c *CA) issue(csr *x509.CertificateRequest, id Identity, ttl time.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("ca: parse issued certificate: %w", err)
 	}
+	if a.issued != nil {
+		a.issued.observe(leaf.NotAfter)
+	}
 	chain := []*x509.Certificate{leaf}
 	if c.plugin {
 		chain = append(chain, a.cert)

@@ -67,6 +67,13 @@ func LoadOrCreate(dir string, opts Options) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.issued = &issuedUntil{}
+	if len(a.previousRoots) > 0 {
+		// SVIDs issued by a previous root before this start may live one more TTL.
+		before := &issuedUntil{}
+		before.observe(opts.Clock().Add(opts.WorkloadTTL))
+		a.prevIssued = []*issuedUntil{before}
+	}
 	c.current.Store(a)
 	return c, nil
 }
@@ -245,17 +252,23 @@ func (c *CA) loadOrCreateRoot() (*authority, error) {
 		return nil, bad("%v", err)
 	}
 	c.opts.Logger.Info("ca: loaded root", "dir", c.dir, "serial", root.SerialNumber.Text(16), "previousRoots", len(previous))
-	return &authority{
+	a := &authority{
 		cert:          root,
 		key:           key,
 		bundle:        append([]*x509.Certificate{root}, previous...),
 		previousRoots: previous,
-	}, nil
+	}
+	if err := c.loadNextRoot(a); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
-// RotateRoot replaces the root with a new one. The old root stays in the bundle (and in
-// previous-roots.pem) so certificates issued before keep verifying until
-// DropPreviousRoots; new SVIDs are signed by the new root at once.
+// RotateRoot replaces the root: with the root PrepareRootRotation prepared, else with a
+// new one. The old root stays in the bundle (and in previous-roots.pem) so certificates
+// issued before keep verifying until DropPreviousRoots; new SVIDs are signed by the new
+// root at once. Without a prepared root, peers that have not received the new bundle
+// yet reject the new SVIDs: prepare, distribute the bundle, then rotate.
 func (c *CA) RotateRoot() error {
 	if c.plugin {
 		return fmt.Errorf("ca: %w", ErrPluggedCA)
@@ -263,9 +276,12 @@ func (c *CA) RotateRoot() error {
 	c.rotate.Lock()
 	defer c.rotate.Unlock()
 	old := c.current.Load()
-	cert, key, err := newRoot(c.td.Name(), c.opts.Clock())
-	if err != nil {
-		return err
+	cert, key := old.next, old.nextKey
+	if cert == nil {
+		var err error
+		if cert, key, err = newRoot(c.td.Name(), c.opts.Clock()); err != nil {
+			return err
+		}
 	}
 	previous := append([]*x509.Certificate{old.cert}, old.previousRoots...)
 	// Persist the overlap first: a crash after this still trusts the old root.
@@ -275,11 +291,16 @@ func (c *CA) RotateRoot() error {
 	if err := writeRoot(c.dir, cert, key); err != nil {
 		return err
 	}
+	if err := removeNextRoot(c.dir); err != nil {
+		return err
+	}
 	c.current.Store(&authority{
 		cert:          cert,
 		key:           key,
 		bundle:        append([]*x509.Certificate{cert}, previous...),
 		previousRoots: previous,
+		issued:        &issuedUntil{},
+		prevIssued:    append([]*issuedUntil{old.issued}, old.prevIssued...),
 	})
 	c.opts.Logger.Info("ca: rotated root", "serial", cert.SerialNumber.Text(16), "previousRoots", len(previous))
 	return nil
@@ -297,7 +318,8 @@ func (c *CA) DropPreviousRoots() error {
 	if err := os.Remove(filepath.Join(c.dir, PreviousRootsFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("ca: %w", err)
 	}
-	c.current.Store(&authority{cert: old.cert, key: old.key, bundle: []*x509.Certificate{old.cert}})
+	c.current.Store(&authority{cert: old.cert, key: old.key, bundle: bundleOf(old.cert, old.next, nil),
+		next: old.next, nextKey: old.nextKey, issued: old.issued})
 	c.opts.Logger.Info("ca: dropped previous roots", "count", len(old.previousRoots))
 	return nil
 }
@@ -333,15 +355,19 @@ func newRoot(trustDomain string, now time.Time) (*x509.Certificate, *ecdsa.Priva
 
 // writeRoot writes the key (0600) before the certificate, both atomically.
 func writeRoot(dir string, cert *x509.Certificate, key crypto.Signer) error {
+	return writeKeyAndCert(dir, RootKeyFile, RootCertFile, cert, key)
+}
+
+func writeKeyAndCert(dir, keyFile, certFile string, cert *x509.Certificate, key crypto.Signer) error {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return fmt.Errorf("ca: marshal root key: %w", err)
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := writeFileAtomic(filepath.Join(dir, RootKeyFile), keyPEM, 0o600); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, keyFile), keyPEM, 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, RootCertFile), encodeCerts([]*x509.Certificate{cert}), 0o644)
+	return writeFileAtomic(filepath.Join(dir, certFile), encodeCerts([]*x509.Certificate{cert}), 0o644)
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {

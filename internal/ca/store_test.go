@@ -502,3 +502,91 @@ func TestSignDuringRotation(t *testing.T) {
 		}
 	}
 }
+
+// TestPreparedRootRotation: the prepared root is trusted before it signs; RotateRoot
+// promotes exactly that root; the overlap's end is known; all of it survives a restart.
+func TestPreparedRootRotation(t *testing.T) {
+	dir := t.TempDir()
+	clock := newTestClock()
+	ca, err := LoadOrCreate(dir, Options{Clock: clock.Now, WorkloadTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := ca.IssueCredential("shop", "web", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func() *SVID {
+		t.Helper()
+		svid, err := ca.Sign(context.Background(), SignRequest{
+			CSR:        makeCSR(t, csrSpec{uris: []string{workloadURI("cluster.local", "shop", "web")}}),
+			Credential: cred.Token,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svid
+	}
+	oldRoot := ca.SigningCert()
+	if !ca.PreviousRootsValidUntil().IsZero() {
+		t.Error("PreviousRootsValidUntil before any rotation should be zero")
+	}
+	if err := ca.PrepareRootRotation(); err != nil {
+		t.Fatal(err)
+	}
+	next := ca.PreparedRoot()
+	if next == nil || next.Equal(oldRoot) {
+		t.Fatal("no new prepared root")
+	}
+	if diff := cmp.Diff([]string{serial(oldRoot), serial(next)}, serials(ca.Bundle())); diff != "" {
+		t.Errorf("bundle while prepared (-want +got):\n%s", diff)
+	}
+	during := issue()
+	if err := during.Leaf.CheckSignatureFrom(oldRoot); err != nil {
+		t.Errorf("a prepared root must not sign yet: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(dir, NextRootKeyFile)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("prepared key file: %v %v", st, err)
+	}
+	// A restart keeps the prepared root.
+	reloaded, err := LoadOrCreate(dir, Options{Clock: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reloaded.PreparedRoot() == nil || !reloaded.PreparedRoot().Equal(next) {
+		t.Error("prepared root lost on restart")
+	}
+
+	clock.Advance(time.Minute)
+	if err := ca.RotateRoot(); err != nil {
+		t.Fatal(err)
+	}
+	if !ca.SigningCert().Equal(next) {
+		t.Fatal("RotateRoot did not promote the prepared root")
+	}
+	if ca.PreparedRoot() != nil {
+		t.Error("prepared root still set after rotation")
+	}
+	if _, err := os.Stat(filepath.Join(dir, NextRootCertFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s left behind: %v", NextRootCertFile, err)
+	}
+	if diff := cmp.Diff([]string{serial(next), serial(oldRoot)}, serials(ca.Bundle())); diff != "" {
+		t.Errorf("bundle after promotion (-want +got):\n%s", diff)
+	}
+	if got, want := ca.PreviousRootsValidUntil(), during.Leaf.NotAfter; !got.Equal(want) {
+		t.Errorf("PreviousRootsValidUntil = %v, want the last old-root SVID's NotAfter %v", got, want)
+	}
+	after := issue()
+	if err := after.Leaf.CheckSignatureFrom(next); err != nil {
+		t.Errorf("SVID after rotation: %v", err)
+	}
+	if got := ca.PreviousRootsValidUntil(); !got.Equal(during.Leaf.NotAfter) {
+		t.Errorf("new-root SVIDs must not move PreviousRootsValidUntil: %v", got)
+	}
+	if err := ca.DropPreviousRoots(); err != nil {
+		t.Fatal(err)
+	}
+	if !ca.PreviousRootsValidUntil().IsZero() {
+		t.Error("PreviousRootsValidUntil after drop should be zero")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -21,14 +22,15 @@ import (
 )
 
 const (
-	kindService         = "Service"
-	kindWorkload        = "Workload"
-	kindVirtualService  = "VirtualService"
-	kindDestinationRule = "DestinationRule"
-	kindSidecar         = "Sidecar"
+	kindService            = "Service"
+	kindWorkload           = "Workload"
+	kindVirtualService     = "VirtualService"
+	kindDestinationRule    = "DestinationRule"
+	kindPeerAuthentication = "PeerAuthentication"
+	kindSidecar            = "Sidecar"
 )
 
-const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule and Sidecar"
+const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication"
 
 // kind says how one kind of object is checked, decoded, translated and cross-checked.
 type kind struct {
@@ -44,6 +46,8 @@ type kind struct {
 }
 
 var istioVersions = []string{"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
+
+var peerAuthenticationVersions = []string{"security.istio.io/v1", "security.istio.io/v1beta1"}
 
 // kinds returns the table of accepted kinds. A function, not a package variable, so
 // there is no mutable package state.
@@ -105,6 +109,19 @@ func kinds() []kind {
 			},
 			references: func(ns string, spec any, cat *istio.Catalog) []strict.Issue {
 				return istio.DestinationRuleReferences(ns, spec.(*networking.DestinationRule), cat)
+			},
+		},
+		{
+			name: kindPeerAuthentication, apiVersions: peerAuthenticationVersions,
+			checkType:  reflect.TypeFor[istioObject[security.PeerAuthentication]](),
+			allowField: istio.AllowPeerAuthenticationField,
+			build: func(data []byte, nn model.NamespacedName, _ string) (any, any, []strict.Issue) {
+				var spec security.PeerAuthentication
+				if issues := decodeIstio(data, &spec); issues != nil {
+					return nil, nil, issues
+				}
+				pa, issues := istio.PeerAuthentication(nn, &spec)
+				return pa, &spec, issues
 			},
 		},
 		sidecarKind(),

@@ -358,6 +358,9 @@ func (l *loader) finish() (*model.Mesh, error) {
 		case *model.Sidecar:
 			v.Source = o.src
 			mesh.Sidecars = append(mesh.Sidecars, v)
+		case *model.PeerAuthentication:
+			v.Source = o.src
+			mesh.PeerAuthentications = append(mesh.PeerAuthentications, v)
 		}
 	}
 	return mesh, nil

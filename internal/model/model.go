@@ -70,6 +70,13 @@ type Mesh struct {
 	// Sidecars scope proxies' outbound config (Istio's Sidecar resource).
 	Sidecars []*Sidecar `json:"Sidecars,omitempty"`
 
+	// PeerAuthentications are Istio mTLS policies (see security.go).
+	PeerAuthentications []*PeerAuthentication `json:"PeerAuthentications,omitempty"`
+	// RootNamespace is Istio's meshConfig.rootNamespace; DefaultRootNamespace when empty.
+	RootNamespace string `json:"RootNamespace,omitempty"`
+	// Security is the CA's trust domain and bundle; nil means no CA and no mTLS.
+	Security *Security `json:"Security,omitempty"`
+
 	// Endpoints come from the registry (the local runtime, later Kubernetes), not from
 	// config files; the control plane joins them with the config into one Mesh.
 	Endpoints []Endpoint
@@ -169,6 +176,9 @@ type Endpoint struct {
 	TargetPort int `json:"targetPort"`
 	// Healthy is false while the replica's process is not running.
 	Healthy bool `json:"healthy"`
+	// Sidecar is true when the endpoint is a skein sidecar that terminates mesh mTLS
+	// (Istio's security.istio.io/tlsMode=istio label): auto-mTLS uses TLS towards it.
+	Sidecar bool `json:"sidecar,omitempty"`
 }
 
 // VirtualService carries Istio VirtualService semantics for the hosts it names.
@@ -240,6 +250,10 @@ const (
 // TrafficPolicy is the subset of DestinationRule trafficPolicy skein honours so far.
 type TrafficPolicy struct {
 	LoadBalancer LoadBalancer `json:"loadBalancer,omitempty"`
+	// TLS is trafficPolicy.tls; nil leaves the decision to auto-mTLS.
+	TLS *ClientTLS `json:"tls,omitempty"`
+	// PortLevel is trafficPolicy.portLevelSettings (TLS only so far).
+	PortLevel []PortTrafficPolicy `json:"portLevel,omitempty"`
 }
 
 // DestinationRule defines subsets and policies for one host.

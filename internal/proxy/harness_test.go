@@ -82,8 +82,14 @@ func (cp *controlPlane) nackMessages() []string {
 	return append([]string(nil), cp.nacks...)
 }
 
-// set pushes a snapshot built from the given resources.
+// set pushes a snapshot built from the given resources to the default node.
 func (cp *controlPlane) set(t *testing.T, r snapshot) {
+	t.Helper()
+	cp.setFor(t, nodeID, r)
+}
+
+// setFor pushes a snapshot to one node.
+func (cp *controlPlane) setFor(t *testing.T, node string, r snapshot) {
 	t.Helper()
 	cp.mu.Lock()
 	cp.ver++
@@ -101,7 +107,7 @@ func (cp *controlPlane) set(t *testing.T, r snapshot) {
 	if err := snap.Consistent(); err != nil {
 		t.Fatalf("inconsistent snapshot: %v", err)
 	}
-	if err := cp.cache.SetSnapshot(context.Background(), nodeID, snap); err != nil {
+	if err := cp.cache.SetSnapshot(context.Background(), node, snap); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -247,9 +253,16 @@ func (b *backend) addr() string { return b.srv.Listener.Addr().String() }
 type runningProxy struct {
 	admin string
 	done  chan error
+	node  string
 }
 
 func startProxy(t *testing.T, cp *controlPlane) *runningProxy {
+	t.Helper()
+	return startProxyWith(t, cp, nil)
+}
+
+// startProxyWith starts a proxy whose options edit may change (node, telemetry).
+func startProxyWith(t *testing.T, cp *controlPlane, edit func(*proxy.Options)) *runningProxy {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	adminCh := make(chan string, 1)
@@ -258,14 +271,19 @@ func startProxy(t *testing.T, cp *controlPlane) *runningProxy {
 	if testing.Verbose() {
 		level = slog.LevelDebug
 	}
+	opts := proxy.Options{
+		XDSAddress:       cp.addr,
+		Node:             &model.Proxy{ID: nodeID, Workload: model.NamespacedName{Namespace: "default", Name: "client"}, Capture: model.CaptureNone, IP: "127.0.0.1"},
+		AdminAddress:     "127.0.0.1:0",
+		Logger:           slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		OnAdminListening: func(a string) { adminCh <- a },
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	p.node = opts.Node.ID
 	go func() {
-		p.done <- proxy.Run(ctx, proxy.Options{
-			XDSAddress:       cp.addr,
-			Node:             &model.Proxy{ID: nodeID, Workload: model.NamespacedName{Namespace: "default", Name: "client"}, Capture: model.CaptureNone, IP: "127.0.0.1"},
-			AdminAddress:     "127.0.0.1:0",
-			Logger:           slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
-			OnAdminListening: func(a string) { adminCh <- a },
-		})
+		p.done <- proxy.Run(ctx, opts)
 	}()
 	select {
 	case p.admin = <-adminCh:

@@ -8,19 +8,28 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync/atomic"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"skein.dev/skein/internal/model"
+	"skein.dev/skein/internal/proxy/accesslog"
 	"skein.dev/skein/internal/proxy/admin"
 	"skein.dev/skein/internal/proxy/forward"
 	"skein.dev/skein/internal/proxy/listener"
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/stats"
+	"skein.dev/skein/internal/proxy/tap"
+	"skein.dev/skein/internal/proxy/telemetry"
+	"skein.dev/skein/internal/proxy/tlsconf"
+	"skein.dev/skein/internal/proxy/tracing"
 	"skein.dev/skein/internal/proxy/xdsclient"
 )
 
@@ -35,8 +44,36 @@ type Options struct {
 	Logger       *slog.Logger
 	// OnAdminListening, optional, learns the admin server's bound address.
 	OnAdminListening func(addr string)
+
+	// MetricsAddress, when set, serves GET /stats/prometheus there too (Istio's
+	// :15020 merged metrics port); the admin port always serves it.
 	// Pprof serves Go's profiler at /debug/pprof/ on the admin address.
 	Pprof bool
+
+	// MetricsAddress, when set, serves GET /stats/prometheus there too (Istio's
+	// :15020 merged metrics port); the admin port always serves it.
+	MetricsAddress string
+	// DropMetricLabels removes standard labels from every istio_* metric.
+	DropMetricLabels []string
+	// AccessLogPath, when set, gets one JSON line per request or connection ("-" is
+	// standard output).
+	AccessLogPath string
+	// Tracing, when set, exports a span per request.
+	Tracing *tracing.Options
+	// Identity, optional, gives the proxy a workload certificate (the SDS secret
+	// "default") obtained by CSR from the control plane at XDSAddress. Without it, TLS
+	// contexts naming "default" never become ready.
+	Identity *IdentityOptions
+}
+
+// IdentityOptions say how the proxy obtains its workload certificate.
+type IdentityOptions struct {
+	// TokenFile holds the one-time bootstrap credential the runtime issued.
+	TokenFile string
+	// TrustDomain of the SPIFFE ID; model.DefaultTrustDomain when empty.
+	TrustDomain string
+	// TTL to request; zero asks for the CA's default.
+	TTL time.Duration
 }
 
 // Run runs the proxy until ctx is done, then stops gracefully.
@@ -59,28 +96,82 @@ func Run(ctx context.Context, opts Options) error {
 	defer cancel()
 
 	metrics := stats.New()
+	tapHub := tap.NewHub(opts.Node.ID)
+	tel, err := telemetry.New(telemetry.Options{
+		Node: opts.Node, Registry: metrics.Registry,
+		Metrics: telemetry.MetricsOptions{DropLabels: opts.DropMetricLabels},
+		Sinks:   []telemetry.Sink{tapHub},
+	})
+	if err != nil {
+		return err
+	}
+	var alog *accesslog.Logger
+	if opts.AccessLogPath != "" {
+		w, err := openAccessLog(opts.AccessLogPath)
+		if err != nil {
+			return err
+		}
+		// The writer outlives ctx by a little: it drains and flushes after the
+		// listeners stopped.
+		logCtx, stopLog := context.WithCancel(context.WithoutCancel(ctx))
+		alog = accesslog.Start(logCtx, w, accesslog.Options{Proxy: opts.Node.ID, Logger: log, Registry: metrics.Registry})
+		tel.AddSink(alog)
+		defer func() { stopLog(); alog.Wait() }()
+	}
+	var tracer *tracing.Tracer
+	if opts.Tracing != nil {
+		topts := *opts.Tracing
+		topts.Node, topts.Logger = opts.Node, log
+		if tracer, err = tracing.New(ctx, topts); err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+			defer cancel()
+			if err := tracer.Shutdown(sctx); err != nil {
+				log.Warn("flushing spans", "error", err)
+			}
+		}()
+	}
 	var cfg atomic.Pointer[forward.Config]
-	fwd := forward.New(forward.Options{Config: &cfg, Metrics: metrics, Logger: log})
+	fwd := forward.New(forward.Options{Config: &cfg, Metrics: metrics, Telemetry: tel, Tracer: tracer, Logger: log})
 	defer fwd.Close()
 	listeners := listener.NewManager(ctx, listener.Options{
 		Logger:      log,
 		HTTPHandler: fwd.HTTPHandler,
 		ServeTCP:    fwd.ServeTCP,
+		Prepare:     fwd.Prepare,
 	})
 	defer listeners.Close()
 
+	id, stopIdentity, err := startIdentity(ctx, opts, log)
+	if err != nil {
+		return err
+	}
+	defer stopIdentity()
+	env := tlsconf.Env{}
+	var localSecrets []string
+	if id != nil {
+		env.Identity = id
+		localSecrets = []string{tlsconf.DefaultSecret}
+	}
+
 	var ready atomic.Bool
 	client := xdsclient.New(xdsclient.Options{
-		Address: opts.XDSAddress,
-		Node:    node,
-		Logger:  log,
+		Address:      opts.XDSAddress,
+		Node:         node,
+		Logger:       log,
+		LocalSecrets: localSecrets,
 		OnResponse: func(typeURL string, accepted bool) {
 			metrics.XDSUpdate(shortType(typeURL), accepted)
 		},
 		// Called on the client's goroutine, which is the only writer of cfg and the
 		// only caller of listeners.Apply.
 		OnUpdate: func(u xdsclient.Update) {
-			next := forward.Compile(u, cfg.Load())
+			next, err := forward.Compile(u, cfg.Load(), env)
+			if err != nil {
+				log.Error("config applied with broken TLS contexts", "error", err)
+			}
 			cfg.Store(next)
 			if err := listeners.Apply(specs(next)); err != nil {
 				log.Error("binding listeners", "error", err)
@@ -91,13 +182,25 @@ func Run(ctx context.Context, opts Options) error {
 	})
 
 	adminErr := make(chan error, 1)
+	if opts.MetricsAddress != "" {
+		go func() {
+			if err := admin.ServeMetrics(ctx, opts.MetricsAddress, metrics); err != nil {
+				log.Error("metrics server", "address", opts.MetricsAddress, "error", err)
+			}
+		}()
+	}
 	go func() {
 		err := admin.Serve(ctx, admin.Options{
-			Address:     opts.AdminAddress,
-			Logger:      log,
-			Ready:       ready.Load,
+			Address: opts.AdminAddress,
+			Logger:  log,
+			Ready: func() bool {
+				return ready.Load() && (id == nil || id.Certificate() != nil)
+			},
+			Certs:       certsStatus(id, client.Status),
 			Status:      client.Status,
 			Metrics:     metrics,
+			Tap:         tapHub,
+			Explain:     func(req admin.ExplainRequest) (any, error) { return fwd.Explain(req.Listener, req.Request()) },
 			OnListening: opts.OnAdminListening,
 			Pprof:       opts.Pprof,
 		})
@@ -134,7 +237,7 @@ func NodeProto(p *model.Proxy) (*corev3.Node, error) {
 func specs(cfg *forward.Config) []listener.Spec {
 	out := make([]listener.Spec, 0, len(cfg.Listeners))
 	for _, l := range cfg.Listeners {
-		out = append(out, listener.Spec{Name: l.Name, Address: l.Address, HTTP: l.Routes != nil || l.TCP == nil, Codec: l.Codec})
+		out = append(out, listener.Spec{Name: l.Name, Address: l.Address, HTTP: l.Routes != nil || l.TCP == nil, Codec: l.Codec, Secure: l.Secure})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -150,6 +253,26 @@ func shortType(typeURL string) string {
 		return "cds"
 	case resource.EndpointType:
 		return "eds"
+	case resource.SecretType:
+		return "sds"
 	}
 	return "unknown"
 }
+
+func openAccessLog(path string) (io.WriteCloser, error) {
+	if path == "-" {
+		return nopCloser{os.Stdout}, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("access log: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("access log: %w", err)
+	}
+	return f, nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }

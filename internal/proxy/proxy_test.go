@@ -193,18 +193,29 @@ func TestHTTPRouting(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := counterValue(families["skein_requests_total"], map[string]string{"cluster": "b", "route": "exact", "response_code": "200"})
-		if got != 2 { // "exact path" and the explicit-proxy request
-			t.Errorf("skein_requests_total{cluster=b,route=exact,code=200} = %v, want 2", got)
+		// Every answer is counted once by this (source) reporter with its flags.
+		for _, tc := range []struct {
+			code, flags string
+			want        float64
+		}{
+			{"200", "-", 13}, // the 12 routed table cases and the explicit-proxy request
+			{"404", "NR", 1},
+			{"503", "UH", 1},
+			{"503", "NC", 1},
+			{"503", "UF", 1},
+			{"504", "UT", 1},
+		} {
+			labels := map[string]string{"reporter": "source", "source_workload": "client", "source_workload_namespace": "default",
+				"destination_workload": "unknown", "request_protocol": "http", "response_code": tc.code, "response_flags": tc.flags,
+				"connection_security_policy": "unknown"}
+			if got := counterValue(families["istio_requests_total"], labels); got != tc.want {
+				t.Errorf("istio_requests_total{code=%s,flags=%s} = %v, want %v", tc.code, tc.flags, got, tc.want)
+			}
 		}
-		if got := counterValue(families["skein_requests_total"], map[string]string{"cluster": "", "route": "", "response_code": "404"}); got != 1 {
-			t.Errorf("404 count = %v, want 1", got)
-		}
-		if got := counterValue(families["skein_requests_total"], map[string]string{"cluster": "a", "route": "slow", "response_code": "504"}); got != 1 {
-			t.Errorf("504 count = %v, want 1", got)
-		}
-		if f := families["skein_request_duration_seconds"]; f == nil || f.GetType() != dto.MetricType_HISTOGRAM {
-			t.Errorf("skein_request_duration_seconds missing or not a histogram")
+		for _, name := range []string{"istio_request_duration_milliseconds", "istio_request_bytes", "istio_response_bytes"} {
+			if f := families[name]; f == nil || f.GetType() != dto.MetricType_HISTOGRAM {
+				t.Errorf("%s missing or not a histogram", name)
+			}
 		}
 		if got := counterValue(families["skein_xds_updates_total"], map[string]string{"type": "lds", "result": "ack"}); got < 1 {
 			t.Errorf("skein_xds_updates_total{lds,ack} = %v, want >= 1", got)
@@ -312,7 +323,7 @@ func TestNACKKeepsServing(t *testing.T) {
 	m.cp.set(t, twoFilters)
 	waitFor(t, "NACK for two filter chains", func() bool {
 		for _, msg := range m.cp.nackMessages() {
-			if strings.Contains(msg, "filter_chains: want exactly 1, got 2") {
+			if strings.Contains(msg, "filter_chains[1].filter_chain_match: same match as filter_chains[0]") {
 				return true
 			}
 		}
@@ -422,8 +433,12 @@ func TestTCPProxyHalfClose(t *testing.T) {
 	}
 	waitFor(t, "tcp metrics", func() bool {
 		_, body := px.get(t, "/stats/prometheus")
-		return strings.Contains(body, `skein_tcp_connections_total{cluster="outbound|9000||echo.default.svc.cluster.local"} 1`) &&
-			strings.Contains(body, `skein_tcp_bytes_total{cluster="outbound|9000||echo.default.svc.cluster.local",direction="sent"} 300000`)
+		labels := map[string]string{"reporter": "source", "destination_service": "echo.default.svc.cluster.local",
+			"destination_service_name": "echo", "request_protocol": "tcp", "response_flags": "-"}
+		return counterValueText(t, body, "istio_tcp_connections_opened_total", labels) == 1 &&
+			counterValueText(t, body, "istio_tcp_connections_closed_total", labels) == 1 &&
+			counterValueText(t, body, "istio_tcp_received_bytes_total", labels) == 300000 &&
+			counterValueText(t, body, "istio_tcp_sent_bytes_total", labels) == 300000
 	})
 }
 

@@ -102,10 +102,10 @@ func copyDir(t *testing.T, src string) string {
 }
 
 // startMesh runs `skein up configDir` and waits until `skein status --wait` says ready.
-func startMesh(t *testing.T, configDir string) *mesh {
+func startMesh(t *testing.T, configDir string, upArgs ...string) *mesh {
 	t.Helper()
 	m := &mesh{t: t, configDir: configDir, stateDir: t.TempDir(), out: &syncBuffer{}}
-	m.cmd = exec.Command(skeinBin, "up", configDir, "--state-dir", m.stateDir, "--isolation", "none")
+	m.cmd = exec.Command(skeinBin, append([]string{"up", configDir, "--state-dir", m.stateDir, "--isolation", "none"}, upArgs...)...)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := m.cmd.Start(); err != nil {

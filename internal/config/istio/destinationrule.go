@@ -60,5 +60,7 @@ func trafficPolicy(tp *networking.TrafficPolicy, path string, is *issues) *model
 	default:
 		is.add(strict.Field(path, "loadBalancer.simple"), "load balancer %s is not supported yet by skein (ROUND_ROBIN or LEAST_REQUEST)", lb)
 	}
+	out.TLS = clientTLS(tp.GetTls(), strict.Field(path, "tls"), is)
+	out.PortLevel = portLevelTLS(tp, path, is)
 	return out
 }

@@ -53,7 +53,9 @@ func VirtualServiceReferences(ns string, spec *networking.VirtualService, cat *C
 func DestinationRuleReferences(ns string, spec *networking.DestinationRule, cat *Catalog) []strict.Issue {
 	var is issues
 	if h := spec.GetHost(); h != "" && h[0] != '*' {
-		cat.service(h, ResolveHost(h, ns, cat.Suffix), "spec.host", &is)
+		if svc := cat.service(h, ResolveHost(h, ns, cat.Suffix), "spec.host", &is); svc != nil {
+			portLevelReferences(spec, svc, &is)
+		}
 	}
 	return is
 }

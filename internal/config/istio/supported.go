@@ -60,7 +60,7 @@ func AllowField(fd protoreflect.FieldDescriptor) bool {
 	if fd.ContainingMessage().IsMapEntry() {
 		return true
 	}
-	if supportedFields[fd.FullName()] {
+	if supportedFields[fd.FullName()] || clientTLSFields[fd.FullName()] {
 		return true
 	}
 	for _, f := range sidecarFields {

@@ -12,6 +12,7 @@ import (
 
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/stats"
+	"skein.dev/skein/internal/proxy/tlsconf"
 	"skein.dev/skein/internal/proxy/xdsclient"
 )
 
@@ -47,7 +48,11 @@ func BenchmarkServeHTTP(b *testing.B) {
 			Static: &resource.Endpoints{ClusterName: "c", Endpoints: []resource.Endpoint{{Address: strings.TrimPrefix(backend.URL, "http://"), Healthy: true, Weight: 1}}}}},
 	}
 	var cfg atomic.Pointer[Config]
-	cfg.Store(Compile(u, nil))
+	compiled, err := Compile(u, nil, tlsconf.Env{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.Store(compiled)
 	f := New(Options{Config: &cfg, Metrics: stats.New()})
 	defer f.Close()
 	h := f.HTTPHandler("l")

@@ -11,6 +11,7 @@ import (
 
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/stats"
+	"skein.dev/skein/internal/proxy/tlsconf"
 	"skein.dev/skein/internal/proxy/xdsclient"
 )
 
@@ -39,7 +40,11 @@ func TestStreamedResponseIsNotBuffered(t *testing.T) {
 			Static: &resource.Endpoints{ClusterName: "c", Endpoints: []resource.Endpoint{{Address: strings.TrimPrefix(backend.URL, "http://"), Healthy: true, Weight: 1}}}}},
 	}
 	var cfg atomic.Pointer[Config]
-	cfg.Store(Compile(u, nil))
+	compiled, err := Compile(u, nil, tlsconf.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Store(compiled)
 	f := New(Options{Config: &cfg, Metrics: stats.New()})
 	defer f.Close()
 	front := httptest.NewServer(f.HTTPHandler("l"))

@@ -3,6 +3,7 @@ package forward
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,7 +17,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"skein.dev/skein/internal/proxy/peer"
 	"skein.dev/skein/internal/proxy/stats"
+	"skein.dev/skein/internal/proxy/streaminfo"
+	"skein.dev/skein/internal/proxy/telemetry"
+	"skein.dev/skein/internal/proxy/tracing"
 	"skein.dev/skein/internal/proxy/upstream"
 )
 
@@ -39,33 +46,57 @@ func (e *ConnectError) Unwrap() error { return e.Err }
 
 // Options configure a Forwarder.
 type Options struct {
-	Config  *atomic.Pointer[Config]
+	Config *atomic.Pointer[Config]
+	// Metrics holds the proxy's own (non-Istio) metrics: TLS, refused connections.
 	Metrics *stats.Metrics
-	Logger  *slog.Logger
+	// Telemetry receives every finished request and connection; required.
+	Telemetry *telemetry.Hub
+	// Tracer, when not nil, makes a span per request.
+	Tracer *tracing.Tracer
+	Logger *slog.Logger
 }
 
 // Forwarder serves HTTP requests and TCP connections with the current Config.
 type Forwarder struct {
 	cfg     *atomic.Pointer[Config]
 	metrics *stats.Metrics
+	tel     *telemetry.Hub
+	tracer  *tracing.Tracer
 	log     *slog.Logger
 	proxy   *httputil.ReverseProxy
 	h1, h2  *http.Transport
+	tls     tlsTransports
 }
 
 type ctxKey int
 
 const (
-	clusterKey ctxKey = iota
+	stateKey ctxKey = iota
 	connectTimeoutKey
 )
+
+// reqState is what the reverse proxy's hooks (RoundTrip, ModifyResponse,
+// ErrorHandler) need to know about the request being served.
+type reqState struct {
+	cluster *upstream.Cluster
+	info    *streaminfo.Info
+	// routeTimeout is set when the route has a timeout, so a deadline is known to be
+	// the route's (UT) rather than the caller's.
+	routeTimeout bool
+}
 
 // New returns a Forwarder. Its connection pools are shared by all configs, keyed by
 // endpoint address, so a config swap keeps warm connections.
 func New(opts Options) *Forwarder {
-	f := &Forwarder{cfg: opts.Config, metrics: opts.Metrics, log: opts.Logger}
+	f := &Forwarder{cfg: opts.Config, metrics: opts.Metrics, tel: opts.Telemetry, tracer: opts.Tracer, log: opts.Logger}
+	if f.metrics == nil {
+		f.metrics = stats.New()
+	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
+	}
+	if f.tel == nil {
+		f.tel, _ = telemetry.New(telemetry.Options{})
 	}
 	f.h1 = &http.Transport{
 		DialContext:         dial,
@@ -83,7 +114,7 @@ func New(opts Options) *Forwarder {
 		Transport:      roundTripper{f},
 		FlushInterval:  0, // unsized (gRPC, chunked) and event-stream responses still flush per write
 		ErrorHandler:   f.writeError,
-		ModifyResponse: trailersOnlyToTrailers,
+		ModifyResponse: f.modifyResponse,
 		ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
 	}
 	return f
@@ -93,6 +124,7 @@ func New(opts Options) *Forwarder {
 func (f *Forwarder) Close() {
 	f.h1.CloseIdleConnections()
 	f.h2.CloseIdleConnections()
+	f.tls.closeIdle()
 }
 
 func dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -147,56 +179,199 @@ func (f *Forwarder) HTTPHandler(listener string) http.Handler {
 }
 
 func (f *Forwarder) serveHTTP(listener string, w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	rec := &recorder{ResponseWriter: w}
 	cfg := f.cfg.Load()
-	var routeName, clusterName string
-	defer func() {
-		f.metrics.ObserveRequest(clusterName, routeName, rec.status(), time.Since(start))
-	}()
 	var l *Listener
 	if cfg != nil {
 		l = cfg.Listeners[listener]
 	}
+	dir := streaminfo.Outbound
+	if l != nil {
+		dir = l.Direction
+	}
+	proto := streaminfo.ProtocolHTTP
+	if isGRPC(r) {
+		proto = streaminfo.ProtocolGRPC
+	}
+	info := streaminfo.New(listener, dir, proto)
+	info.Method, info.Path, info.Authority = r.Method, r.URL.RequestURI(), r.Host
+	info.UserAgent, info.HTTPVersion, info.DownstreamAddress = r.UserAgent(), r.Proto, r.RemoteAddr
+	info.Scheme = "http"
+	if r.TLS != nil {
+		info.Scheme = "https"
+	}
+	if ids := r.Header["X-Request-Id"]; len(ids) > 0 && ids[0] != "" {
+		info.RequestID = ids[0]
+	} else {
+		info.RequestID = newRequestID()
+		r.Header["X-Request-Id"] = []string{info.RequestID}
+	}
+	tel := f.tel
+	if dir == streaminfo.Inbound {
+		info.DownstreamPeer = tel.Peers.Decode(headerValue(r.Header, telemetry.PeerHeader))
+		delete(r.Header, telemetry.PeerHeader)
+		info.UpstreamPeer = tel.Local
+		info.Service = tel.Services.ForAuthority(r.Host, tel.Local.Namespace)
+		info.Security, info.DownstreamPrincipal = downstreamSecurity(r.Context(), r.TLS)
+	} else {
+		info.DownstreamPeer = tel.Local
+		r.Header[telemetry.PeerHeader] = []string{tel.LocalHeader}
+	}
+	var body *countingBody
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &countingBody{rc: r.Body}
+		r.Body = body
+	}
+	rec := &recorder{ResponseWriter: w, info: info}
+	ctx := r.Context()
+	var span trace.Span
+	if f.tracer != nil {
+		ctx, span = f.tracer.Start(ctx, r, info)
+	}
+	defer func() {
+		p := recover()
+		if p != nil {
+			// The reverse proxy aborts the response when copying the body fails.
+			if r.Context().Err() != nil {
+				info.Flags |= streaminfo.DownstreamConnectionTermination
+			} else {
+				info.Flags |= streaminfo.UpstreamConnectionTermination
+			}
+		}
+		f.finishHTTP(info, rec, body, span)
+		if p != nil {
+			panic(p)
+		}
+	}()
 	if l == nil || l.Routes == nil {
 		f.writeError(rec, r, ErrNoRoute)
 		return
 	}
-	rt := l.Routes.Match(r)
+	vh, rt := l.Routes.Select(r, nil)
+	if vh != nil {
+		info.VirtualHost = vh.Name
+	}
 	if rt == nil {
 		f.writeError(rec, r, ErrNoRoute)
 		return
 	}
-	routeName = rt.Name
-	clusterName = rt.PickCluster()
-	c := cfg.Clusters[clusterName]
+	applyXFCC(r, l)
+	info.Route = rt.Name
+	info.Cluster = rt.PickCluster()
+	if dir == streaminfo.Outbound {
+		info.Service = tel.Services.ForCluster(info.Cluster)
+	}
+	c := cfg.Clusters[info.Cluster]
 	if c == nil {
-		f.writeError(rec, r, fmt.Errorf("%w %q", ErrNoCluster, clusterName))
+		f.writeError(rec, r, fmt.Errorf("%w %q", ErrNoCluster, info.Cluster))
 		return
 	}
-	ctx := r.Context()
+	st := &reqState{cluster: c, info: info, routeTimeout: rt.Timeout > 0}
 	if rt.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
 		defer cancel()
 	}
-	ctx = context.WithValue(ctx, clusterKey, c)
+	ctx = context.WithValue(ctx, stateKey, st)
 	f.proxy.ServeHTTP(rec, r.WithContext(ctx))
 }
+
+// finishHTTP completes the request's info and hands it to telemetry.
+func (f *Forwarder) finishHTTP(info *streaminfo.Info, rec *recorder, body *countingBody, span trace.Span) {
+	info.Duration = time.Since(info.Start)
+	info.ResponseCode = rec.code
+	info.BytesSent = rec.bytes
+	if body != nil {
+		info.BytesReceived = body.n.Load()
+	}
+	if info.Protocol == streaminfo.ProtocolGRPC {
+		h := rec.Header()
+		v := headerValue(h, "Grpc-Status")
+		if v == "" {
+			v = headerValue(h, http.TrailerPrefix+"Grpc-Status")
+		}
+		if n, err := strconv.Atoi(v); err == nil {
+			info.GRPCStatus = n
+		}
+	}
+	if span != nil {
+		f.tracer.End(span, info)
+	}
+	f.tel.FinishHTTP(info)
+}
+
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// downstreamSecurity is the connection's mutual-TLS state: the peer info the listener
+// recorded when it terminated TLS, else the server's own TLS state.
+func downstreamSecurity(ctx context.Context, cs *tls.ConnectionState) (streaminfo.SecurityPolicy, string) {
+	if info, ok := peer.FromContext(ctx); ok && info.TLS {
+		if info.ID.IsZero() {
+			return streaminfo.SecurityNone, ""
+		}
+		return streaminfo.SecurityMutualTLS, info.ID.String()
+	}
+	return securityOf(cs)
+}
+
+// securityOf reads a downstream TLS connection: mutual TLS when the peer presented a
+// certificate, whose first URI SAN (the SPIFFE ID) is the principal.
+func securityOf(cs *tls.ConnectionState) (streaminfo.SecurityPolicy, string) {
+	if cs == nil || len(cs.PeerCertificates) == 0 {
+		return streaminfo.SecurityNone, ""
+	}
+	if uris := cs.PeerCertificates[0].URIs; len(uris) > 0 {
+		return streaminfo.SecurityMutualTLS, uris[0].String()
+	}
+	return streaminfo.SecurityMutualTLS, ""
+}
+
+// modifyResponse runs on the upstream's response headers: metadata exchange, then
+// the gRPC trailers-only fix.
+func (f *Forwarder) modifyResponse(resp *http.Response) error {
+	if st, ok := resp.Request.Context().Value(stateKey).(*reqState); ok {
+		if st.info.Direction == streaminfo.Inbound {
+			resp.Header[telemetry.PeerHeader] = []string{f.tel.LocalHeader}
+		} else {
+			st.info.UpstreamPeer = f.tel.Peers.Decode(headerValue(resp.Header, telemetry.PeerHeader))
+			delete(resp.Header, telemetry.PeerHeader)
+			if resp.TLS != nil {
+				_, st.info.UpstreamPrincipal = securityOf(resp.TLS)
+			}
+		}
+	}
+	return trailersOnlyToTrailers(resp)
+}
+
+// countingBody counts the request body bytes read (by the transport's goroutine).
+type countingBody struct {
+	rc io.ReadCloser
+	n  atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+func (b *countingBody) Close() error { return b.rc.Close() }
 
 // roundTripper picks an endpoint of the request's cluster and sends the request there
 // with the cluster's protocol, retrying once elsewhere if the connect fails.
 type roundTripper struct{ f *Forwarder }
 
 func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
-	c, _ := req.Context().Value(clusterKey).(*upstream.Cluster)
-	if c == nil {
+	st, _ := req.Context().Value(stateKey).(*reqState)
+	if st == nil {
 		return nil, ErrNoCluster
 	}
-	transport := rt.f.h1
-	if c.HTTP2 || c.UseDownstreamProtocol && req.ProtoMajor == 2 {
-		transport = rt.f.h2
-	}
+	c := st.cluster
+	http2 := c.HTTP2 || c.UseDownstreamProtocol && req.ProtoMajor == 2
 	var body *onceBody
 	if req.Body != nil && req.Body != http.NoBody {
 		body = &onceBody{rc: req.Body}
@@ -208,13 +383,23 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		if ep == nil {
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, ErrNoHealthyUpstream)
 		}
+		var transport http.RoundTripper = rt.f.h1
 		out := req.WithContext(ctx)
 		u := *req.URL
 		u.Host = ep.Address
+		switch {
+		case ep.TLS != nil:
+			transport = rt.f.tls.get(ep.TLS.Key, http2)
+			out = req.WithContext(context.WithValue(ctx, tlsClientKey, ep.TLS))
+			u.Scheme = "https"
+		case http2:
+			transport = rt.f.h2
+		}
 		out.URL = &u
 		if body != nil {
 			out.Body = body
 		}
+		st.info.UpstreamHost = ep.Address
 		done := ep.Begin()
 		resp, err := transport.RoundTrip(out)
 		if err != nil {
@@ -258,35 +443,46 @@ func (b *doneBody) Close() error {
 	return err
 }
 
-// writeError answers with the status docs/XDS.md gives the failure; gRPC callers get a
-// gRPC status in a trailers-only response so their client library reports it.
+// writeError answers with the status docs/XDS.md gives the failure and records its
+// response flag; gRPC callers get a gRPC status in a trailers-only response so their
+// client library reports it.
 func (f *Forwarder) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code, grpcCode := http.StatusServiceUnavailable, 14 // UNAVAILABLE
+	var flag streaminfo.Flags
 	var ce *ConnectError
+	st, _ := r.Context().Value(stateKey).(*reqState)
 	switch {
 	case errors.Is(err, ErrNoRoute):
-		code, grpcCode = http.StatusNotFound, 12 // UNIMPLEMENTED
+		code, grpcCode, flag = http.StatusNotFound, 12, streaminfo.NoRouteFound // UNIMPLEMENTED
+	case errors.Is(err, ErrNoCluster):
+		flag = streaminfo.NoClusterFound
+	case errors.Is(err, ErrNoHealthyUpstream):
+		flag = streaminfo.NoHealthyUpstream
 	case errors.As(err, &ce):
 		// A connect timeout is a connect failure (503), not a route timeout.
-	case errors.Is(err, context.DeadlineExceeded):
-		code, grpcCode = http.StatusGatewayTimeout, 4 // DEADLINE_EXCEEDED
+		flag = streaminfo.UpstreamConnectionFailure
+	case errors.Is(err, context.DeadlineExceeded) && (st == nil || st.routeTimeout):
+		code, grpcCode, flag = http.StatusGatewayTimeout, 4, streaminfo.UpstreamRequestTimeout // DEADLINE_EXCEEDED
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		// The client went away; nobody reads this, but stats should say so.
+		// The client went away: nobody reads an answer; Envoy logs code 0 and DC.
 		if rec, ok := w.(*recorder); ok {
-			rec.code = 499
+			rec.info.Flags |= streaminfo.DownstreamConnectionTermination
 		}
 		return
+	default:
+		// The upstream reset or closed the stream before answering.
+		flag = streaminfo.UpstreamConnectionTermination
 	}
-	f.log.Debug("request failed", "host", r.Host, "path", r.URL.Path, "status", code, "error", err)
+	if rec, ok := w.(*recorder); ok {
+		rec.info.Flags |= flag
+	}
+	f.log.Debug("request failed", "host", r.Host, "path", r.URL.Path, "status", code, "flags", flag.String(), "error", err)
 	msg := err.Error()
 	if isGRPC(r) {
 		h := w.Header()
 		h.Set("Content-Type", "application/grpc")
 		h.Set("Grpc-Status", strconv.Itoa(grpcCode))
 		h.Set("Grpc-Message", msg)
-		if rec, ok := w.(*recorder); ok {
-			rec.grpcStatus = code
-		}
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -323,12 +519,13 @@ func isGRPC(r *http.Request) bool {
 	return strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 }
 
-// recorder remembers the response status for metrics; Unwrap keeps Flush and the other
-// ResponseController features of the underlying writer reachable.
+// recorder remembers the response status and size for telemetry; Unwrap keeps Flush
+// and the other ResponseController features of the underlying writer reachable.
 type recorder struct {
 	http.ResponseWriter
-	code       int
-	grpcStatus int // HTTP status equivalent of a proxy-generated gRPC error, for stats
+	info  *streaminfo.Info
+	code  int
+	bytes int64
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -342,7 +539,9 @@ func (r *recorder) Write(p []byte) (int, error) {
 	if r.code == 0 {
 		r.code = http.StatusOK
 	}
-	return r.ResponseWriter.Write(p)
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
 }
 
 func (r *recorder) Flush() {
@@ -353,13 +552,3 @@ func (r *recorder) Flush() {
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-func (r *recorder) status() int {
-	switch {
-	case r.grpcStatus != 0:
-		return r.grpcStatus
-	case r.code == 0:
-		return http.StatusOK
-	}
-	return r.code
-}

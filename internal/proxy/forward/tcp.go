@@ -2,11 +2,15 @@ package forward
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
+	"time"
 
+	"skein.dev/skein/internal/proxy/streaminfo"
 	"skein.dev/skein/internal/proxy/upstream"
 )
 
@@ -21,23 +25,51 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener string
 	if l == nil || l.TCP == nil {
 		return
 	}
-	clusterName := l.TCP.PickCluster()
-	c := cfg.Clusters[clusterName]
+	info := streaminfo.New(listener, l.Direction, streaminfo.ProtocolTCP)
+	info.DownstreamAddress = conn.RemoteAddr().String()
+	tel := f.tel
+	if l.Direction == streaminfo.Inbound {
+		info.UpstreamPeer = tel.Local
+		var state *tls.ConnectionState
+		if cs, ok := conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+			st := cs.ConnectionState()
+			state = &st
+		}
+		info.Security, info.DownstreamPrincipal = downstreamSecurity(ctx, state)
+	} else {
+		info.DownstreamPeer = tel.Local
+	}
+	info.Cluster = l.TCP.PickCluster()
+	if l.Direction == streaminfo.Outbound {
+		info.Service = tel.Services.ForCluster(info.Cluster)
+	}
+	tel.OpenTCP(info)
+	defer func() {
+		info.Duration = time.Since(info.Start)
+		tel.CloseTCP(info)
+	}()
+	c := cfg.Clusters[info.Cluster]
 	if c == nil {
-		f.log.Debug("tcp: unknown cluster", "listener", listener, "cluster", clusterName)
+		info.Flags |= streaminfo.NoClusterFound
+		f.log.Debug("tcp: unknown cluster", "listener", listener, "cluster", info.Cluster)
 		return
 	}
 	up, ep, err := dialEndpoint(ctx, c)
 	if err != nil {
-		f.log.Debug("tcp: upstream connect failed", "listener", listener, "cluster", clusterName, "error", err)
+		if errors.Is(err, ErrNoHealthyUpstream) {
+			info.Flags |= streaminfo.NoHealthyUpstream
+		} else {
+			info.Flags |= streaminfo.UpstreamConnectionFailure
+		}
+		f.log.Debug("tcp: upstream connect failed", "listener", listener, "cluster", info.Cluster, "error", err)
 		return
 	}
 	defer up.Close()
+	info.UpstreamHost = ep.Address
 	done := ep.Begin()
 	defer done()
-	f.metrics.TCPConnection(clusterName)
 	sent, received := splice(ctx, conn, up)
-	f.metrics.TCPBytes(clusterName, sent, received)
+	info.BytesReceived, info.BytesSent = sent, received
 }
 
 func dialEndpoint(ctx context.Context, c *upstream.Cluster) (net.Conn, *upstream.Endpoint, error) {
@@ -50,6 +82,14 @@ func dialEndpoint(ctx context.Context, c *upstream.Cluster) (net.Conn, *upstream
 			break
 		}
 		conn, err := dial(ctx, "tcp", ep.Address)
+		if err == nil && ep.TLS != nil {
+			var tc net.Conn
+			if tc, err = ep.TLS.Handshake(ctx, conn); err == nil {
+				conn = tc
+			} else {
+				err = &ConnectError{Address: ep.Address, Err: fmt.Errorf("TLS handshake: %w", err)}
+			}
+		}
 		if err == nil {
 			return conn, ep, nil
 		}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"skein.dev/skein/internal/proxy/peer"
 	"skein.dev/skein/internal/proxy/resource"
 )
 
@@ -24,6 +25,9 @@ type Spec struct {
 	Address string
 	HTTP    bool
 	Codec   resource.Codec
+	// Secure listeners pass every connection through Options.Prepare (TLS inspection,
+	// filter chain choice, TLS termination) before serving it.
+	Secure bool
 }
 
 // Options configure a Manager.
@@ -31,8 +35,11 @@ type Options struct {
 	Logger *slog.Logger
 	// HTTPHandler returns the handler of an HTTP listener.
 	HTTPHandler func(listener string) http.Handler
-	// ServeTCP handles one connection of a TCP listener and closes it.
+	// ServeTCP handles one connection of a TCP listener and closes it. ctx carries the
+	// connection's *peer.Info.
 	ServeTCP func(ctx context.Context, conn net.Conn, listener string)
+	// Prepare readies connections of Secure listeners; required if any is.
+	Prepare PrepareFunc
 }
 
 // Manager owns the bound listeners. Apply and Close must not be called concurrently.
@@ -104,15 +111,15 @@ func (m *Manager) start(s Spec) (*bound, error) {
 	}
 	b := &bound{spec: s, ln: ln, addr: ln.Addr().String()}
 	log := m.opts.Logger.With("listener", s.Name, "address", b.addr)
+	if s.Secure && m.opts.Prepare != nil {
+		m.startSecure(s, ln, b, log)
+		log.Info("listener bound", "http", s.HTTP, "secure", true)
+		return b, nil
+	}
 	if s.HTTP {
-		protocols := new(http.Protocols)
-		protocols.SetHTTP1(s.Codec != resource.CodecHTTP2)
-		protocols.SetUnencryptedHTTP2(s.Codec != resource.CodecHTTP1)
-		b.server = &http.Server{
-			Handler:           m.opts.HTTPHandler(s.Name),
-			Protocols:         protocols,
-			ReadHeaderTimeout: 30 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		b.server = m.httpServer(s, log)
+		b.server.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			return peer.NewContext(ctx, plainInfo(c))
 		}
 		m.wg.Go(func() {
 			if err := b.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -141,7 +148,22 @@ func (m *Manager) acceptTCP(ctx context.Context, ln net.Listener, name string, l
 			}
 			return
 		}
-		conns.Go(func() { m.opts.ServeTCP(ctx, conn, name) })
+		conns.Go(func() { m.opts.ServeTCP(peer.NewContext(ctx, plainInfo(conn)), conn, name) })
+	}
+}
+
+// httpServer builds the server of an HTTP listener: HTTP/1.1 and h2c as the codec
+// allows, and HTTP/2 over TLS when ALPN negotiates "h2" on a TLS filter chain.
+func (m *Manager) httpServer(s Spec, log *slog.Logger) *http.Server {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(s.Codec != resource.CodecHTTP2)
+	protocols.SetUnencryptedHTTP2(s.Codec != resource.CodecHTTP1)
+	protocols.SetHTTP2(s.Codec != resource.CodecHTTP1)
+	return &http.Server{
+		Handler:           m.opts.HTTPHandler(s.Name),
+		Protocols:         protocols,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 }
 

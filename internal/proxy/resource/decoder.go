@@ -14,10 +14,14 @@ import (
 // Decoder validates and unmarshals resources. It is immutable and safe for concurrent use.
 type Decoder struct {
 	allow *validate.Allowlist
+	opts  DecoderOptions
 }
 
 // NewDecoder returns a Decoder enforcing the docs/XDS.md subset.
 func NewDecoder() *Decoder { return &Decoder{allow: Allowlist()} }
+
+// NewDecoderWith returns a Decoder with options.
+func NewDecoderWith(opts DecoderOptions) *Decoder { return &Decoder{allow: Allowlist(), opts: opts} }
 
 var errMissing = errors.New("missing")
 

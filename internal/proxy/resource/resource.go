@@ -13,12 +13,13 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// Type URLs of the four resource types the proxy subscribes to.
+// Type URLs of the resource types the proxy subscribes to.
 const (
 	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
 	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+	SecretType   = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 )
 
 // Listener is an accepted LDS resource: where to listen and what to do with connections.
@@ -26,9 +27,98 @@ const (
 type Listener struct {
 	Name    string
 	Address string // host:port
-	HTTP    *HTTPConnectionManager
-	TCP     *TCPProxy
+	// Direction is traffic_direction: Inbound for the workload's callers, Outbound for
+	// its calls; Unspecified leaves it to the listener name (see forward.Compile).
+	Direction TrafficDirection
+	HTTP      *HTTPConnectionManager
+	TCP       *TCPProxy
+	// TLSInspector: the listener peeks at each connection to tell a TLS ClientHello
+	// from plaintext (transport protocol "tls" or "raw_buffer").
+	TLSInspector bool
+	// Chains are the filter chains. skein applies one set of network filters per
+	// listener (HTTP or TCP above, identical in every chain), so chains differ only in
+	// how a connection is matched and in their transport socket.
+	Chains []FilterChain
 }
+
+// FilterChain is one filter chain of a listener.
+type FilterChain struct {
+	Name string
+	// TransportProtocol is filter_chain_match.transport_protocol: "" (any),
+	// TransportTLS or TransportRawBuffer.
+	TransportProtocol string
+	// TLS terminates TLS on the chain's connections; nil means plaintext.
+	TLS *DownstreamTLS
+}
+
+// Secure reports whether the listener needs per-connection work before its filters:
+// TLS inspection, TLS termination or a choice between chains.
+func (l *Listener) Secure() bool {
+	if l.TLSInspector || len(l.Chains) > 1 {
+		return true
+	}
+	for _, c := range l.Chains {
+		if c.TLS != nil || c.TransportProtocol != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// SelectChain picks the filter chain for a connection whose detected transport
+// protocol is TransportTLS or TransportRawBuffer, as Envoy does: a chain naming the
+// protocol beats one that matches any. nil means no chain matches: close it.
+func (l *Listener) SelectChain(transport string) *FilterChain {
+	var any *FilterChain
+	for i := range l.Chains {
+		c := &l.Chains[i]
+		switch c.TransportProtocol {
+		case transport:
+			return c
+		case "":
+			any = c
+		}
+	}
+	return any
+}
+
+// SecretNames lists the SDS secrets the listener's chains reference.
+func (l *Listener) SecretNames() []string {
+	var out []string
+	for _, c := range l.Chains {
+		if c.TLS != nil {
+			out = append(out, c.TLS.SecretNames()...)
+		}
+	}
+	return out
+}
+
+// ForwardClientCert is HttpConnectionManager.forward_client_cert_details: what happens
+// to the x-forwarded-client-cert header.
+type ForwardClientCert int
+
+const (
+	XFCCSanitize ForwardClientCert = iota // Envoy's default: remove it
+	XFCCForwardOnly
+	XFCCAppendForward
+	XFCCSanitizeSet
+	XFCCAlwaysForwardOnly
+)
+
+// ClientCertDetails is set_current_client_cert_details: which fields of the client
+// certificate go into x-forwarded-client-cert (Hash and By are always added).
+type ClientCertDetails struct {
+	Subject, Cert, Chain, DNS, URI bool
+}
+
+// TrafficDirection is Envoy's core.v3.TrafficDirection.
+type TrafficDirection int
+
+const (
+	DirectionUnspecified TrafficDirection = iota
+	DirectionInbound
+	DirectionOutbound
+)
 
 // Codec is the downstream HTTP codec an HTTP listener accepts.
 type Codec int
@@ -45,6 +135,9 @@ type HTTPConnectionManager struct {
 	Codec      Codec
 	RDSName    string
 	Inline     *RouteConfig
+	// ForwardClientCert and ClientCertDetails govern x-forwarded-client-cert.
+	ForwardClientCert ForwardClientCert
+	ClientCertDetails ClientCertDetails
 }
 
 // TCPProxy forwards connections to one of its weighted clusters.
@@ -140,10 +233,15 @@ const (
 
 // Cluster is an accepted CDS resource.
 type Cluster struct {
-	Name  string
-	Kind  ClusterKind
-	LB    LBPolicy
-	HTTP2 bool // upstream speaks h2c
+	// TLS is the cluster's transport_socket: nil for plaintext.
+	TLS *UpstreamTLS
+	// TLSMatches are transport_socket_matches, tried in order per endpoint; when none
+	// matches an endpoint, TLS applies.
+	TLSMatches []TransportSocketMatch
+	Name       string
+	Kind       ClusterKind
+	LB         LBPolicy
+	HTTP2      bool // upstream speaks h2c
 	// UseDownstreamProtocol: h2c upstream when the request came in over HTTP/2, else HTTP/1.1.
 	UseDownstreamProtocol bool
 	ConnectTimeout        time.Duration
@@ -161,6 +259,42 @@ type Endpoint struct {
 	Address string // host:port
 	Healthy bool
 	Weight  uint32
+	// SocketMatch is the endpoint's metadata filter_metadata["envoy.transport_socket_match"]
+	// (string values only), matched against a cluster's transport_socket_matches.
+	SocketMatch map[string]string
+}
+
+// TLSFor returns the transport socket a cluster uses for an endpoint: the first
+// transport_socket_match whose keys the endpoint's metadata all carry, else the
+// cluster's transport_socket.
+func (c *Cluster) TLSFor(e Endpoint) *UpstreamTLS {
+	for _, m := range c.TLSMatches {
+		ok := true
+		for k, v := range m.Match {
+			if e.SocketMatch[k] != v {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return m.TLS
+		}
+	}
+	return c.TLS
+}
+
+// SecretNames lists the SDS secrets the cluster's transport sockets reference.
+func (c *Cluster) SecretNames() []string {
+	var out []string
+	if c.TLS != nil {
+		out = append(out, c.TLS.SecretNames()...)
+	}
+	for _, m := range c.TLSMatches {
+		if m.TLS != nil {
+			out = append(out, m.TLS.SecretNames()...)
+		}
+	}
+	return out
 }
 
 // Decoded pairs a native resource with the proto it came from, for config dumps.

@@ -75,6 +75,25 @@ func (d *Decoder) cluster(pb *clusterv3.Cluster) (*Cluster, error) {
 		}
 		c.ConnectTimeout = t.AsDuration()
 	}
+	var err error
+	if c.TLS, err = d.upstreamSocket(pb.GetTransportSocket(), "transport_socket"); err != nil {
+		return nil, err
+	}
+	for i, m := range pb.GetTransportSocketMatches() {
+		field := fmt.Sprintf("transport_socket_matches[%d]", i)
+		match, err := stringStruct(m.GetMatch(), field+".match")
+		if err != nil {
+			return nil, err
+		}
+		if m.GetTransportSocket() == nil {
+			return nil, fmt.Errorf("%s.transport_socket: %w", field, errMissing)
+		}
+		t, err := d.upstreamSocket(m.GetTransportSocket(), field+".transport_socket")
+		if err != nil {
+			return nil, err
+		}
+		c.TLSMatches = append(c.TLSMatches, TransportSocketMatch{Name: m.GetName(), Match: match, TLS: t})
+	}
 	for key, opts := range pb.GetTypedExtensionProtocolOptions() {
 		if key != httpProtocolOptionsKey {
 			return nil, fmt.Errorf("typed_extension_protocol_options[%q] unsupported", key)

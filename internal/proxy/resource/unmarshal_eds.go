@@ -6,6 +6,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Endpoints validates and unmarshals one EDS resource.
@@ -42,14 +43,43 @@ func endpoints(pb *endpointv3.ClusterLoadAssignment) (*Endpoints, error) {
 				}
 				weight = w.GetValue()
 			}
+			var socketMatch map[string]string
+			for key, md := range lbe.GetMetadata().GetFilterMetadata() {
+				if key != transportSocketMatchKey {
+					return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d].metadata.filter_metadata[%q] unsupported (only %s)", i, j, key, transportSocketMatchKey)
+				}
+				if socketMatch, err = stringStruct(md, fmt.Sprintf("endpoints[%d].lb_endpoints[%d].metadata.filter_metadata[%q]", i, j, key)); err != nil {
+					return nil, err
+				}
+			}
 			hs := lbe.GetHealthStatus()
 			eps.Endpoints = append(eps.Endpoints, Endpoint{
 				Address: addr,
 				// Envoy routes to UNKNOWN as well as HEALTHY hosts.
-				Healthy: hs == corev3.HealthStatus_UNKNOWN || hs == corev3.HealthStatus_HEALTHY,
-				Weight:  weight,
+				Healthy:     hs == corev3.HealthStatus_UNKNOWN || hs == corev3.HealthStatus_HEALTHY,
+				Weight:      weight,
+				SocketMatch: socketMatch,
 			})
 		}
 	}
 	return eps, nil
+}
+
+// transportSocketMatchKey is the filter_metadata key of transport socket matching.
+const transportSocketMatchKey = "envoy.transport_socket_match"
+
+// stringStruct reads a Struct whose values are all strings.
+func stringStruct(s *structpb.Struct, field string) (map[string]string, error) {
+	if len(s.GetFields()) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(s.GetFields()))
+	for k, v := range s.GetFields() {
+		sv, ok := v.GetKind().(*structpb.Value_StringValue)
+		if !ok {
+			return nil, fmt.Errorf("%s[%q]: only string values are supported", field, k)
+		}
+		out[k] = sv.StringValue
+	}
+	return out, nil
 }

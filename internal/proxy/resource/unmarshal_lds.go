@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -41,14 +43,17 @@ func (d *Decoder) listener(pb *listenerv3.Listener) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := len(pb.GetFilterChains()); n != 1 {
-		return nil, fmt.Errorf("filter_chains: want exactly 1, got %d", n)
+	l := &Listener{Name: pb.GetName(), Address: addr}
+	if err := d.filterChains(pb, l); err != nil {
+		return nil, err
 	}
 	filters := pb.GetFilterChains()[0].GetFilters()
-	if n := len(filters); n != 1 {
-		return nil, fmt.Errorf("filter_chains[0].filters: want exactly 1, got %d", n)
+	switch pb.GetTrafficDirection() {
+	case corev3.TrafficDirection_INBOUND:
+		l.Direction = DirectionInbound
+	case corev3.TrafficDirection_OUTBOUND:
+		l.Direction = DirectionOutbound
 	}
-	l := &Listener{Name: pb.GetName(), Address: addr}
 	tc := filters[0].GetTypedConfig()
 	switch tc.GetTypeUrl() {
 	case hcmTypeURL:
@@ -69,8 +74,75 @@ func (d *Decoder) listener(pb *listenerv3.Listener) (*Listener, error) {
 	return l, err
 }
 
+// filterChains checks the listener filters and filter chains: only the TLS inspector,
+// chains matched on transport_protocol alone, each with its transport socket and the
+// same single network filter.
+func (d *Decoder) filterChains(pb *listenerv3.Listener, l *Listener) error {
+	for i, lf := range pb.GetListenerFilters() {
+		field := fmt.Sprintf("listener_filters[%d]", i)
+		if err := listenerFilter(lf.GetName(), lf.GetTypedConfig(), field); err != nil {
+			return err
+		}
+		if l.TLSInspector {
+			return fmt.Errorf("%s: the TLS inspector is listed twice", field)
+		}
+		l.TLSInspector = true
+	}
+	chains := pb.GetFilterChains()
+	if len(chains) == 0 {
+		return fmt.Errorf("filter_chains: %w", errMissing)
+	}
+	seen := map[string]int{}
+	for i, fc := range chains {
+		field := fmt.Sprintf("filter_chains[%d]", i)
+		if n := len(fc.GetFilters()); n != 1 {
+			return fmt.Errorf("%s.filters: want exactly 1, got %d", field, n)
+		}
+		if i > 0 && !proto.Equal(fc.GetFilters()[0], chains[0].GetFilters()[0]) {
+			return fmt.Errorf("%s.filters: must equal filter_chains[0].filters (skein applies one network filter per listener; chains may differ in match and transport socket only)", field)
+		}
+		tp := fc.GetFilterChainMatch().GetTransportProtocol()
+		switch tp {
+		case "", TransportTLS, TransportRawBuffer:
+		default:
+			return fmt.Errorf("%s.filter_chain_match.transport_protocol %q unsupported (tls or raw_buffer)", field, tp)
+		}
+		if first, dup := seen[tp]; dup {
+			return fmt.Errorf("%s.filter_chain_match: same match as filter_chains[%d]", field, first)
+		}
+		seen[tp] = i
+		if tp == TransportTLS {
+			// Envoy adds the TLS inspector itself when a chain needs it.
+			l.TLSInspector = true
+		}
+		tlsCtx, err := d.downstreamSocket(fc.GetTransportSocket(), field+".transport_socket")
+		if err != nil {
+			return err
+		}
+		l.Chains = append(l.Chains, FilterChain{Name: fc.GetName(), TransportProtocol: tp, TLS: tlsCtx})
+	}
+	return nil
+}
+
 func (d *Decoder) httpConnectionManager(pb *hcmv3.HttpConnectionManager) (*HTTPConnectionManager, error) {
 	h := &HTTPConnectionManager{StatPrefix: pb.GetStatPrefix()}
+	switch pb.GetForwardClientCertDetails() {
+	case hcmv3.HttpConnectionManager_SANITIZE:
+		h.ForwardClientCert = XFCCSanitize
+	case hcmv3.HttpConnectionManager_FORWARD_ONLY:
+		h.ForwardClientCert = XFCCForwardOnly
+	case hcmv3.HttpConnectionManager_APPEND_FORWARD:
+		h.ForwardClientCert = XFCCAppendForward
+	case hcmv3.HttpConnectionManager_SANITIZE_SET:
+		h.ForwardClientCert = XFCCSanitizeSet
+	case hcmv3.HttpConnectionManager_ALWAYS_FORWARD_ONLY:
+		h.ForwardClientCert = XFCCAlwaysForwardOnly
+	default:
+		return nil, fmt.Errorf("HttpConnectionManager.forward_client_cert_details %v unsupported", pb.GetForwardClientCertDetails())
+	}
+	if cd := pb.GetSetCurrentClientCertDetails(); cd != nil {
+		h.ClientCertDetails = ClientCertDetails{Subject: cd.GetSubject().GetValue(), Cert: cd.GetCert(), Chain: cd.GetChain(), DNS: cd.GetDns(), URI: cd.GetUri()}
+	}
 	switch pb.GetCodecType() {
 	case hcmv3.HttpConnectionManager_AUTO:
 		h.Codec = CodecAuto

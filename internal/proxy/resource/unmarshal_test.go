@@ -49,8 +49,8 @@ func TestListenerValidation(t *testing.T) {
 	}{
 		{name: "valid"},
 		{name: "unsupported listener field", mutate: func(t *testing.T, l *listenerv3.Listener) {
-			l.ListenerFilters = []*listenerv3.ListenerFilter{{Name: "tls_inspector"}}
-		}, wantErr: "unsupported field envoy.config.listener.v3.Listener.listener_filters"},
+			l.PerConnectionBufferLimitBytes = wrapperspb.UInt32(1024)
+		}, wantErr: "unsupported field envoy.config.listener.v3.Listener.per_connection_buffer_limit_bytes"},
 		{name: "unsupported field inside typed_config", mutate: func(t *testing.T, l *listenerv3.Listener) {
 			hcm := &hcmv3.HttpConnectionManager{}
 			_ = l.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(hcm)

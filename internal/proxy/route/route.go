@@ -4,10 +4,12 @@
 package route
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,80 +85,162 @@ func compileRoute(r resource.Route) *Route {
 // VirtualHost finds the virtual host for a Host/:authority value. As Envoy does, the
 // host is tried as given and then without its port.
 func (t *Table) VirtualHost(host string) *VirtualHost {
-	host = strings.ToLower(host)
-	if vh := t.lookup(host); vh != nil {
-		return vh
-	}
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		if vh := t.lookup(h); vh != nil {
-			return vh
-		}
-	}
-	return t.any
+	vh, _ := t.virtualHost(host, nil)
+	return vh
 }
 
-func (t *Table) lookup(host string) *VirtualHost {
+// virtualHost is VirtualHost; when tr is not nil it records how the host was chosen.
+func (t *Table) virtualHost(host string, tr *Trace) (*VirtualHost, string) {
+	host = strings.ToLower(host)
+	if vh, how := t.lookup(host, tr != nil); vh != nil {
+		return vh, how
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		if vh, how := t.lookup(h, tr != nil); vh != nil {
+			if tr != nil {
+				how += " (after removing the port)"
+			}
+			return vh, how
+		}
+	}
+	if t.any != nil && tr != nil {
+		return t.any, `catch-all domain "*"`
+	}
+	return t.any, ""
+}
+
+func (t *Table) lookup(host string, explain bool) (*VirtualHost, string) {
 	if vh, ok := t.exact[host]; ok {
-		return vh
+		if explain {
+			return vh, "exact domain " + strconv.Quote(host)
+		}
+		return vh, ""
 	}
 	// The wildcard must match at least one character, as in Envoy.
 	for _, w := range t.suffix {
 		if len(host) > len(w.part) && strings.HasSuffix(host, w.part) {
-			return w.vh
+			if explain {
+				return w.vh, "suffix wildcard domain " + strconv.Quote("*"+w.part)
+			}
+			return w.vh, ""
 		}
 	}
 	for _, w := range t.prefix {
 		if len(host) > len(w.part) && strings.HasPrefix(host, w.part) {
-			return w.vh
+			if explain {
+				return w.vh, "prefix wildcard domain " + strconv.Quote(w.part+"*")
+			}
+			return w.vh, ""
 		}
 	}
-	return nil
+	return nil, ""
 }
 
 // Match returns the route for a request, or nil when none matches (404).
 func (t *Table) Match(r *http.Request) *Route {
-	vh := t.VirtualHost(r.Host)
+	_, rt := t.Select(r, nil)
+	return rt
+}
+
+// Select returns the virtual host and route for a request (either may be nil). When
+// tr is not nil it records the decision: how the virtual host was chosen and, for each
+// route tried in order, why it did not match. The request path passes nil and pays
+// nothing for the recording; `skein explain` passes a Trace, so both run this code.
+func (t *Table) Select(r *http.Request, tr *Trace) (*VirtualHost, *Route) {
+	vh, how := t.virtualHost(r.Host, tr)
+	if tr != nil {
+		tr.RouteConfig = t.Name
+		if vh == nil {
+			tr.VirtualHostReason = "no virtual host has a domain matching " + strconv.Quote(r.Host)
+		} else {
+			tr.VirtualHost, tr.VirtualHostReason = vh.Name, how
+		}
+	}
 	if vh == nil {
-		return nil
+		return nil, nil
 	}
 	path := r.URL.EscapedPath()
 	if r.URL.Opaque != "" {
 		path = r.URL.Opaque
 	}
 	for _, rt := range vh.Routes {
-		if rt.matches(path, r) {
-			return rt
+		if rt.matches(path, r, tr) {
+			if tr != nil {
+				tr.Routes = append(tr.Routes, RouteCheck{Name: rt.Name, Match: describeMatch(rt.match), Matched: true})
+			}
+			return vh, rt
 		}
 	}
-	return nil
+	return vh, nil
 }
 
-func (rt *Route) matches(path string, r *http.Request) bool {
+// Trace is the record of one routing decision.
+type Trace struct {
+	RouteConfig       string       `json:"routeConfig"`
+	VirtualHost       string       `json:"virtualHost,omitempty"`
+	VirtualHostReason string       `json:"virtualHostReason"`
+	Routes            []RouteCheck `json:"routes"`
+}
+
+// RouteCheck is one route tried: its match and, when it did not match, why.
+type RouteCheck struct {
+	Name    string `json:"name"`
+	Match   string `json:"match"`
+	Matched bool   `json:"matched"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+func (tr *Trace) miss(rt *Route, reason string) {
+	tr.Routes = append(tr.Routes, RouteCheck{Name: rt.Name, Match: describeMatch(rt.match), Reason: reason})
+}
+
+func (rt *Route) matches(path string, r *http.Request, tr *Trace) bool {
 	m := &rt.match
 	switch m.Kind {
 	case resource.PathPrefix:
+		ok := false
 		if m.CaseSensitive {
-			if !strings.HasPrefix(path, m.Path) {
-				return false
+			ok = strings.HasPrefix(path, m.Path)
+		} else {
+			ok = len(path) >= len(m.Path) && strings.EqualFold(path[:len(m.Path)], m.Path)
+		}
+		if !ok {
+			if tr != nil {
+				tr.miss(rt, fmt.Sprintf("path %q does not start with %q", path, m.Path))
 			}
-		} else if len(path) < len(m.Path) || !strings.EqualFold(path[:len(m.Path)], m.Path) {
 			return false
 		}
 	case resource.PathExact:
+		ok := false
 		if m.CaseSensitive {
-			if path != m.Path {
-				return false
+			ok = path == m.Path
+		} else {
+			ok = strings.EqualFold(path, m.Path)
+		}
+		if !ok {
+			if tr != nil {
+				tr.miss(rt, fmt.Sprintf("path %q is not %q", path, m.Path))
 			}
-		} else if !strings.EqualFold(path, m.Path) {
 			return false
 		}
 	case resource.PathRegex:
 		if !m.Regex.MatchString(path) {
+			if tr != nil {
+				tr.miss(rt, fmt.Sprintf("path %q does not fully match regex %s", path, m.Regex.String()))
+			}
 			return false
 		}
 	}
 	for i := range m.Headers {
 		if !headerMatches(&m.Headers[i], r) {
+			if tr != nil {
+				v, ok := headerValue(m.Headers[i].Name, r)
+				got := "absent"
+				if ok {
+					got = strconv.Quote(v)
+				}
+				tr.miss(rt, fmt.Sprintf("header %s is %s; want %s", m.Headers[i].Name, got, describeHeader(&m.Headers[i])))
+			}
 			return false
 		}
 	}

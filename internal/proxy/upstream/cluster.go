@@ -11,13 +11,17 @@ import (
 	"time"
 
 	"skein.dev/skein/internal/proxy/resource"
+	"skein.dev/skein/internal/proxy/tlsconf"
 )
 
 // Endpoint is one healthy upstream host.
 type Endpoint struct {
 	Address string
 	Weight  uint32
-	active  *atomic.Int64
+	// TLS originates TLS to the endpoint (its cluster's transport socket for it); nil
+	// means plaintext.
+	TLS    *tlsconf.Client
+	active *atomic.Int64
 }
 
 // Active returns the number of requests or connections in flight to the endpoint.
@@ -44,15 +48,23 @@ type Cluster struct {
 	LB                    resource.LBPolicy
 
 	endpoints []*Endpoint
-	uniform   bool // all weights equal: plain modulo round robin
-	cumul     []uint64
-	total     uint64
-	cursor    *atomic.Uint64
+	// all lists every endpoint the control plane sent, healthy or not, for explain.
+	all     []EndpointStatus
+	uniform bool // all weights equal: plain modulo round robin
+	cumul   []uint64
+	total   uint64
+	cursor  *atomic.Uint64
 }
 
 // NewCluster compiles a cluster from its definition and endpoints (nil when it has
 // none yet). prev, when not nil, is the same cluster in the previous config.
 func NewCluster(def *resource.Cluster, eps *resource.Endpoints, prev *Cluster) *Cluster {
+	return NewClusterTLS(def, eps, prev, nil)
+}
+
+// NewClusterTLS is NewCluster with a function giving each endpoint's TLS client (nil:
+// plaintext); tlsFor may be nil.
+func NewClusterTLS(def *resource.Cluster, eps *resource.Endpoints, prev *Cluster, tlsFor func(resource.Endpoint) *tlsconf.Client) *Cluster {
 	c := &Cluster{
 		Name:                  def.Name,
 		HTTP2:                 def.HTTP2,
@@ -74,6 +86,11 @@ func NewCluster(def *resource.Cluster, eps *resource.Endpoints, prev *Cluster) *
 	}
 	if eps != nil {
 		for _, e := range eps.Endpoints {
+			st := EndpointStatus{Address: e.Address, Healthy: e.Healthy, Weight: e.Weight}
+			if tlsFor != nil {
+				st.TLS = tlsFor(e) != nil
+			}
+			c.all = append(c.all, st)
 			if !e.Healthy {
 				continue
 			}
@@ -82,7 +99,11 @@ func NewCluster(def *resource.Cluster, eps *resource.Endpoints, prev *Cluster) *
 				active = new(atomic.Int64)
 				old[e.Address] = active // duplicates share one counter
 			}
-			c.endpoints = append(c.endpoints, &Endpoint{Address: e.Address, Weight: e.Weight, active: active})
+			ep := &Endpoint{Address: e.Address, Weight: e.Weight, active: active}
+			if tlsFor != nil {
+				ep.TLS = tlsFor(e)
+			}
+			c.endpoints = append(c.endpoints, ep)
 		}
 	}
 	// A stable order keeps round robin fair across swaps that reorder endpoints.
@@ -96,6 +117,18 @@ func NewCluster(def *resource.Cluster, eps *resource.Endpoints, prev *Cluster) *
 	}
 	return c
 }
+
+// EndpointStatus is an endpoint as the control plane sent it.
+type EndpointStatus struct {
+	Address string `json:"address"`
+	Healthy bool   `json:"healthy"`
+	Weight  uint32 `json:"weight"`
+	// TLS: the proxy originates (mutual) TLS to this endpoint.
+	TLS bool `json:"tls,omitempty"`
+}
+
+// AllEndpoints returns every endpoint, healthy or not; callers must not modify it.
+func (c *Cluster) AllEndpoints() []EndpointStatus { return c.all }
 
 // Endpoints returns the healthy endpoints; callers must not modify the slice.
 func (c *Cluster) Endpoints() []*Endpoint { return c.endpoints }

@@ -39,6 +39,9 @@ type Update struct {
 	Routes    map[string]*resource.RouteConfig
 	Clusters  map[string]*resource.Cluster
 	Endpoints map[string]*resource.Endpoints
+	// Secrets are the SDS secrets the clusters and listeners reference, except the
+	// ones the proxy provides itself (Options.LocalSecrets).
+	Secrets map[string]*resource.Secret
 }
 
 // Options configure a Client.
@@ -56,6 +59,11 @@ type Options struct {
 	// NACKRetryDelay is the first delay before NACKing the same rejected version again;
 	// it doubles up to 30s. Default 1s.
 	NACKRetryDelay time.Duration
+	// LocalSecrets are SDS secret names the proxy provides itself ("default", its
+	// workload certificate): they are never requested from the server.
+	LocalSecrets []string
+	// Decoder, optional, replaces the default resource decoder.
+	Decoder *resource.Decoder
 }
 
 // Client is an ADS client. Create it with New and start it with Run.
@@ -101,8 +109,11 @@ func New(opts Options) *Client {
 	if opts.NACKRetryDelay <= 0 {
 		opts.NACKRetryDelay = time.Second
 	}
-	c := &Client{opts: opts, decoder: resource.NewDecoder(), types: map[string]*typeState{}}
-	for _, t := range []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType} {
+	c := &Client{opts: opts, decoder: opts.Decoder, types: map[string]*typeState{}}
+	if c.decoder == nil {
+		c.decoder = resource.NewDecoder()
+	}
+	for _, t := range c.typeOrder() {
 		c.types[t] = &typeState{resources: map[string]any{}, protos: map[string]proto.Message{}}
 	}
 	c.types[resource.ClusterType].wildcard = true
@@ -208,7 +219,7 @@ func (c *Client) runStream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 }
 
 func (c *Client) typeOrder() []string {
-	return []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}
+	return []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType, resource.SecretType}
 }
 
 type adsStream = grpc.BidiStreamingClient[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse]
@@ -310,6 +321,10 @@ func (c *Client) decodeAll(resp *discoveryv3.DiscoveryResponse) (map[string]any,
 			var d resource.Decoded[*resource.Endpoints]
 			d, err = c.decoder.Endpoints(a)
 			name, res, pb = d.Name, d.Resource, d.Proto
+		case resource.SecretType:
+			var d resource.Decoded[*resource.Secret]
+			d, err = c.decoder.Secret(a)
+			name, res, pb = d.Name, d.Resource, d.Proto
 		}
 		if err != nil {
 			return nil, nil, err
@@ -339,6 +354,9 @@ func (c *Client) updateSubscriptions(stream adsStream, typeURL string) error {
 		if err := c.resubscribe(stream, resource.EndpointType, names); err != nil {
 			return err
 		}
+		if err := c.resubscribe(stream, resource.SecretType, c.secretNames()); err != nil {
+			return err
+		}
 		if lds := c.types[resource.ListenerType]; !lds.subscribed {
 			lds.subscribed = true
 			return c.send(stream, resource.ListenerType, nil)
@@ -350,9 +368,32 @@ func (c *Client) updateSubscriptions(stream adsStream, typeURL string) error {
 				names = append(names, h.RDSName)
 			}
 		}
-		return c.resubscribe(stream, resource.RouteType, names)
+		if err := c.resubscribe(stream, resource.RouteType, names); err != nil {
+			return err
+		}
+		return c.resubscribe(stream, resource.SecretType, c.secretNames())
 	}
 	return nil
+}
+
+// secretNames lists the SDS secrets accepted clusters and listeners reference, minus
+// the local ones.
+func (c *Client) secretNames() []string {
+	var names []string
+	add := func(list []string) {
+		for _, n := range list {
+			if !slices.Contains(names, n) && !slices.Contains(c.opts.LocalSecrets, n) {
+				names = append(names, n)
+			}
+		}
+	}
+	for _, r := range c.types[resource.ClusterType].resources {
+		add(r.(*resource.Cluster).SecretNames())
+	}
+	for _, r := range c.types[resource.ListenerType].resources {
+		add(r.(*resource.Listener).SecretNames())
+	}
+	return names
 }
 
 func (c *Client) resubscribe(stream adsStream, typeURL string, names []string) error {
@@ -379,7 +420,7 @@ func (c *Client) resubscribe(stream adsStream, typeURL string, names []string) e
 
 // maybeEmit hands a new Update to OnUpdate once every referenced resource is present.
 func (c *Client) maybeEmit() {
-	cds, eds, lds, rds := c.types[resource.ClusterType], c.types[resource.EndpointType], c.types[resource.ListenerType], c.types[resource.RouteType]
+	cds, eds, lds, rds, sds := c.types[resource.ClusterType], c.types[resource.EndpointType], c.types[resource.ListenerType], c.types[resource.RouteType], c.types[resource.SecretType]
 	if !cds.received || !lds.received {
 		return
 	}
@@ -393,11 +434,17 @@ func (c *Client) maybeEmit() {
 			return
 		}
 	}
+	for _, n := range sds.names {
+		if _, ok := sds.resources[n]; !ok {
+			return
+		}
+	}
 	u := Update{
 		Listeners: copyAs[*resource.Listener](lds.resources),
 		Routes:    copyAs[*resource.RouteConfig](rds.resources),
 		Clusters:  copyAs[*resource.Cluster](cds.resources),
 		Endpoints: copyAs[*resource.Endpoints](eds.resources),
+		Secrets:   copyAs[*resource.Secret](sds.resources),
 	}
 	if c.lastEmitted != nil && sameUpdate(*c.lastEmitted, u) {
 		return
@@ -419,7 +466,7 @@ func copyAs[T comparable](m map[string]any) map[string]T {
 // sameUpdate compares by pointer: decoded resources are new objects on every response.
 func sameUpdate(a, b Update) bool {
 	return mapsSame(a.Listeners, b.Listeners) && mapsSame(a.Routes, b.Routes) &&
-		mapsSame(a.Clusters, b.Clusters) && mapsSame(a.Endpoints, b.Endpoints)
+		mapsSame(a.Clusters, b.Clusters) && mapsSame(a.Endpoints, b.Endpoints) && mapsSame(a.Secrets, b.Secrets)
 }
 
 func mapsSame[T comparable](a, b map[string]T) bool {

@@ -4,8 +4,6 @@ import (
 	"maps"
 
 	"google.golang.org/protobuf/proto"
-
-	"skein.dev/skein/internal/proxy/resource"
 )
 
 // Status is what the client last accepted and rejected, per type URL, for config dumps.
@@ -26,7 +24,7 @@ func (c *Client) Status() *Status { return c.status.Load() }
 
 func (c *Client) publishStatus() {
 	s := &Status{Types: map[string]TypeStatus{}}
-	for _, t := range []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType} {
+	for _, t := range c.typeOrder() {
 		st := c.types[t]
 		s.Types[t] = TypeStatus{
 			Version:   st.version,

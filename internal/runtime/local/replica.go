@@ -27,15 +27,17 @@ type workloadRun struct {
 // replicaRun is one replica: a sidecar process and, if the workload has a command, the
 // app process, with the ports allocated to them.
 type replicaRun struct {
-	index     int
-	proxy     model.Proxy
-	env       []string // the app's environment additions (KEY=VALUE)
-	sidecar   *supervisor.Process
-	app       *supervisor.Process // nil for workloads without a command
-	healthy   atomic.Bool
-	client    *http.Client
-	adminPort int
-	port      int // the app's $PORT
+	index       int
+	proxy       model.Proxy
+	env         []string // the app's environment additions (KEY=VALUE)
+	sidecar     *supervisor.Process
+	app         *supervisor.Process // nil for workloads without a command
+	healthy     atomic.Bool
+	client      *http.Client
+	adminPort   int
+	metricsPort int    // the sidecar's /stats/prometheus (Istio's 15020)
+	accessLog   string // the sidecar's access log file, "" when off
+	port        int    // the app's $PORT
 }
 
 func (r *replicaRun) appPort() int { return r.port }
@@ -58,6 +60,10 @@ func (r *replicaRun) inboundAddr() string {
 
 func (r *replicaRun) adminAddr() string {
 	return net.JoinHostPort(r.proxy.IP, strconv.Itoa(r.adminPort))
+}
+
+func (r *replicaRun) metricsAddr() string {
+	return net.JoinHostPort(r.proxy.IP, strconv.Itoa(r.metricsPort))
 }
 
 // probe reports whether the replica can take traffic: its sidecar is ready and its
@@ -193,7 +199,7 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 		}
 	}
 	nApp := max(len(w.Ports), 1)
-	ports, err := supervisor.AllocatePorts(nApp + len(w.Ports) + 2 + len(ups))
+	ports, err := supervisor.AllocatePorts(nApp + len(w.Ports) + 3 + len(ups))
 	if err != nil {
 		return nil, err
 	}
@@ -224,6 +230,7 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 	r.port = appPorts[0]
 	r.proxy.OutboundHTTPPort = next()
 	r.adminPort = next()
+	r.metricsPort = next()
 	env := []string{
 		"PORT=" + strconv.Itoa(appPorts[0]),
 		"SKEIN_WORKLOAD=" + w.Name,
@@ -281,14 +288,11 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 		return nil, err
 	}
 	r.sidecar, err = supervisor.Start(ctx, supervisor.Spec{
-		Name: r.proxy.ID + "/proxy",
-		Command: []string{m.opts.Self, "proxy",
-			"--xds-address", m.xdsAddr,
-			"--node-json", string(nodeJSON),
-			"--admin-address", r.adminAddr()},
-		Env:    os.Environ(),
-		Stdout: sidecarLog,
-		Stderr: sidecarLog,
+		Name:    r.proxy.ID + "/proxy",
+		Command: m.sidecarCommand(r, string(nodeJSON), logDir),
+		Env:     os.Environ(),
+		Stdout:  sidecarLog,
+		Stderr:  sidecarLog,
 	}, m.logger)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)
@@ -347,4 +351,18 @@ func envName(s string) string {
 			return '_'
 		}
 	}, s)
+}
+
+// sidecarCommand is the `skein proxy` command line of a replica's sidecar.
+func (m *Mesh) sidecarCommand(r *replicaRun, nodeJSON, logDir string) []string {
+	cmd := []string{m.opts.Self, "proxy",
+		"--xds-address", m.xdsAddr,
+		"--node-json", nodeJSON,
+		"--admin-address", r.adminAddr(),
+		"--metrics-address", r.metricsAddr()}
+	if !m.opts.NoAccessLogs {
+		r.accessLog = filepath.Join(logDir, r.proxy.ID+".access.log")
+		cmd = append(cmd, "--access-log", r.accessLog)
+	}
+	return append(cmd, m.opts.ProxyArgs...)
 }

@@ -21,6 +21,8 @@ func (m *Mesh) Status() api.Status {
 		ConfigDir:  m.opts.ConfigDir,
 		Isolation:  m.opts.Isolation,
 		XDSAddress: m.xdsAddr,
+		Monitoring: m.monitoringAddr,
+		Dashboard:  m.dashboardAddr,
 	}
 	for _, p := range proxies {
 		ap := api.Proxy{ID: p.ID, Connected: p.Connected, Version: p.Version, Acked: p.Acked, InSync: p.InSync}
@@ -71,6 +73,9 @@ func (m *Mesh) Status() api.Status {
 				InboundPorts: map[string]string{},
 				Outbound:     net.JoinHostPort(r.proxy.IP, strconv.Itoa(r.proxy.OutboundHTTPPort)),
 				Admin:        r.adminAddr(),
+				Metrics:      r.metricsAddr(),
+				AccessLog:    r.accessLog,
+				Labels:       r.proxy.Labels,
 				ProxyID:      r.proxy.ID,
 				ProxyState:   string(r.sidecar.State()),
 				ProxyPid:     r.sidecar.Pid(),
@@ -126,4 +131,11 @@ func (m *Mesh) ExecEnv(name, namespace string) (api.ExecEnv, error) {
 	}
 	r := w.replicas[0]
 	return api.ExecEnv{Workload: name, Namespace: namespace, Replica: r.index, Env: append([]string(nil), r.env...)}, nil
+}
+
+// Config implements api.ConfigBackend: the last accepted configuration.
+func (m *Mesh) Config() *model.Mesh {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -41,15 +42,24 @@ type Options struct {
 	// XDSOverride, when set, lets tests replace what a node is served (see
 	// server.Server.Override); nil in production.
 	OnServer func(*server.Server)
+
+	// ProxyArgs are extra flags for every sidecar (tracing, metric label drops).
+	ProxyArgs []string
+	// NoAccessLogs turns off the per-sidecar access log <state>/logs/<proxy>.access.log.
+	NoAccessLogs bool
+	// Dashboard, when set, is served on an allocated loopback port (shown in status).
+	Dashboard func(ctx context.Context, ln net.Listener, b api.Backend) error
 }
 
 // Mesh is a running local mesh.
 type Mesh struct {
-	opts     Options
-	logger   *slog.Logger
-	xds      *server.Server
-	xdsAddr  string
-	shutdown context.CancelFunc
+	opts    Options
+	logger  *slog.Logger
+	xds     *server.Server
+	xdsAddr string
+	// monitoringAddr serves the control plane's /metrics; dashboardAddr the dashboard.
+	monitoringAddr, dashboardAddr string
+	shutdown                      context.CancelFunc
 
 	mu           sync.Mutex
 	cfg          *model.Mesh // last good config
@@ -128,8 +138,28 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	monLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	m.monitoringAddr = monLis.Addr().String()
+	var dashLis net.Listener
+	if opts.Dashboard != nil {
+		if dashLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return err
+		}
+		m.dashboardAddr = dashLis.Addr().String()
+	}
 	var wg sync.WaitGroup
 	goFn := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	goFn(func() { serveMonitoring(ctx, monLis, m.xds, m.logger) })
+	if dashLis != nil {
+		goFn(func() {
+			if err := opts.Dashboard(ctx, dashLis, m); err != nil {
+				m.logger.Error("dashboard stopped", "err", err)
+			}
+		})
+	}
 	goFn(func() {
 		if err := m.xds.Serve(ctx, xdsLis); err != nil {
 			m.logger.Error("xds server stopped", "err", err)
@@ -147,7 +177,10 @@ func Run(ctx context.Context, opts Options) error {
 
 	m.push()
 	m.reconcile(ctx)
-	fmt.Fprintf(opts.Out, "skein up: config %s, xDS %s, API %s, logs %s\n", opts.ConfigDir, m.xdsAddr, inst.API, filepath.Join(opts.StateDir, "logs"))
+	fmt.Fprintf(opts.Out, "skein up: config %s, xDS %s, API %s, control-plane metrics http://%s/metrics, logs %s\n", opts.ConfigDir, m.xdsAddr, inst.API, m.monitoringAddr, filepath.Join(opts.StateDir, "logs"))
+	if m.dashboardAddr != "" {
+		fmt.Fprintf(opts.Out, "dashboard: http://%s/\n", m.dashboardAddr)
+	}
 	m.printWorkloads()
 
 	goFn(func() { m.probeLoop(ctx) })
@@ -174,6 +207,7 @@ func (m *Mesh) reload(ctx context.Context) {
 		m.mu.Lock()
 		m.cfgErrors, m.cfgErrorAt = lines, time.Now()
 		m.mu.Unlock()
+		m.xds.ConfigRejected()
 		for _, l := range lines {
 			m.logger.Error("config rejected; the previous config keeps serving", "error", l)
 		}
@@ -188,6 +222,7 @@ func (m *Mesh) reload(ctx context.Context) {
 	m.cfgGen++
 	gen := m.cfgGen
 	m.mu.Unlock()
+	m.xds.ConfigAccepted()
 	m.logger.Info("config accepted", "generation", gen)
 	fmt.Fprintf(m.opts.Out, "config accepted (generation %d)\n", gen)
 	m.reconcile(ctx)
@@ -295,3 +330,15 @@ func (m *Mesh) probeLoop(ctx context.Context) {
 
 // Shutdown implements api.Backend.
 func (m *Mesh) Shutdown() { m.shutdown() }
+
+// serveMonitoring serves the control plane's metrics (Istio's :15014 /metrics).
+func serveMonitoring(ctx context.Context, ln net.Listener, xds *server.Server, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", xds.MetricsHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+	defer stop()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("monitoring server", "err", err)
+	}
+}

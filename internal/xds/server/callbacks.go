@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -59,6 +60,7 @@ func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discovery.Di
 	if st := s.streams[streamKey{id: id}]; st != nil {
 		st.sent[resp.GetTypeUrl()] = sentResponse{nonce: resp.GetNonce(), version: resp.GetVersionInfo()}
 	}
+	s.metrics.pushes.WithLabelValues(strings.ToLower(shortType(resp.GetTypeUrl()))).Inc()
 }
 
 func (callbacks) OnStreamDeltaResponse(int64, *discovery.DeltaDiscoveryRequest, *discovery.DeltaDiscoveryResponse) {
@@ -164,6 +166,7 @@ func (s *Server) trackRequest(key streamKey, req *discovery.DiscoveryRequest) {
 	}
 	if detail := req.GetErrorDetail(); detail != nil {
 		n.nack = &NACK{TypeURL: req.GetTypeUrl(), Version: sent.version, Message: detail.GetMessage(), At: s.now()}
+		s.metrics.rejects.WithLabelValues(strings.ToLower(typ)).Inc()
 		s.log.Warn("xds NACK", "node", n.id, "type", typ, "version", sent.version, "message", detail.GetMessage())
 		// go-control-plane answers a NACK (which carries the previous good version) by
 		// resending the rejected version at once, and a strict client NACKs it again in

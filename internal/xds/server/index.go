@@ -41,7 +41,7 @@ func (s *Server) hashResources(res *translate.Resources) (string, error) {
 	}
 	h := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
-	for _, group := range [][]types.Resource{res.Listeners, res.Routes, res.Clusters, res.Endpoints} {
+	for _, group := range [][]types.Resource{res.Listeners, res.Routes, res.Clusters, res.Endpoints, res.Secrets} {
 		for _, r := range group {
 			sum, ok := s.push.hashes[r]
 			if !ok {

@@ -19,6 +19,7 @@ import (
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
@@ -45,6 +46,9 @@ type Options struct {
 	Debounce time.Duration
 	// Now is the clock for status timestamps; time.Now when nil.
 	Now func() time.Time
+	// Register, optional, adds more services to the gRPC server Serve runs (the CA's
+	// CSR service shares it with xDS).
+	Register func(grpc.ServiceRegistrar)
 }
 
 // ProxyStatus is what the control plane knows about one node.
@@ -81,14 +85,18 @@ type Server struct {
 	cache    cachev3.SnapshotCache
 	xds      serverv3.Server
 	kick     chan struct{} // capacity 1: "a new mesh is waiting"
+	metrics  *metrics
+	register func(grpc.ServiceRegistrar)
 
 	// pushMu serialises translate+SetSnapshot, so a node's versions never go backwards.
 	// It is never taken while holding mu.
 	pushMu sync.Mutex
 	push   pushCache // guarded by pushMu
 
-	mu      sync.Mutex
-	mesh    *model.Mesh
+	mu   sync.Mutex
+	mesh *model.Mesh
+	// meshAt is when the oldest not yet pushed Update arrived (push latency).
+	meshAt  time.Time
 	nodes   map[string]*nodeState
 	streams map[streamKey]*streamState
 	lastErr error
@@ -143,9 +151,11 @@ func New(opts Options) *Server {
 		debounce: opts.Debounce,
 		now:      opts.Now,
 		kick:     make(chan struct{}, 1),
+		register: opts.Register,
 		nodes:    map[string]*nodeState{},
 		streams:  map[streamKey]*streamState{},
 	}
+	s.metrics = newMetrics(s)
 	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, slogAdapter{opts.Logger})
 	// The handlers' context only bounds the handlers' own goroutines; streams end when
 	// the gRPC server stops.
@@ -160,6 +170,7 @@ func (s *Server) Register(gs *grpc.Server) {
 	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, s.xds)
 	listenerservice.RegisterListenerDiscoveryServiceServer(gs, s.xds)
 	routeservice.RegisterRouteDiscoveryServiceServer(gs, s.xds)
+	secretservice.RegisterSecretDiscoveryServiceServer(gs, s.xds)
 }
 
 // Serve runs its own gRPC server on lis and the Run loop until ctx ends.
@@ -168,6 +179,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	defer cancel()
 	gs := grpc.NewServer()
 	s.Register(gs)
+	if s.register != nil {
+		s.register(gs)
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); s.Run(ctx) }()
@@ -189,6 +203,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 func (s *Server) Update(mesh *model.Mesh) {
 	s.mu.Lock()
 	s.mesh = mesh
+	if s.meshAt.IsZero() {
+		s.meshAt = s.now()
+	}
 	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
@@ -307,6 +324,8 @@ func (s *Server) pushAll() {
 	defer s.pushMu.Unlock()
 	s.mu.Lock()
 	s.pushes++
+	since := s.meshAt
+	s.meshAt = time.Time{}
 	var gen int64
 	if s.mesh != nil {
 		gen = s.mesh.Generation
@@ -328,6 +347,7 @@ func (s *Server) pushAll() {
 	s.lastErr = errors.Join(errs...)
 	s.appliedGeneration = gen
 	s.mu.Unlock()
+	s.metrics.observeConvergence(since)
 }
 
 // AppliedGeneration is the mesh generation whose snapshots have been set for every
@@ -422,6 +442,7 @@ func consistent(snap *cachev3.Snapshot, res *translate.Resources) error {
 
 func (s *Server) recordError(id string, err error) error {
 	s.log.Error("xds snapshot not updated", "node", id, "err", err)
+	s.metrics.internalErrs.Inc()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n := s.nodes[id]; n != nil {
@@ -431,7 +452,7 @@ func (s *Server) recordError(id string, err error) error {
 	return err
 }
 
-// shortType names a type URL as people do (LDS, RDS, CDS, EDS).
+// shortType names a type URL as people do (LDS, RDS, CDS, EDS, SDS).
 func shortType(typeURL string) string {
 	switch typeURL {
 	case resource.ListenerType:
@@ -442,6 +463,8 @@ func shortType(typeURL string) string {
 		return "CDS"
 	case resource.EndpointType:
 		return "EDS"
+	case resource.SecretType:
+		return "SDS"
 	}
 	return typeURL
 }

@@ -1,8 +1,13 @@
 package server
 
 import (
+	"net/http/httptest"
+
 	"context"
 	"encoding/json"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	prommodel "github.com/prometheus/common/model"
 	"net"
 	"slices"
 	"sort"
@@ -312,8 +317,57 @@ func TestADSFlowAckNack(t *testing.T) {
 		return st.InSync && st.Version == v3 && st.NACK == nil
 	})
 
+	// The control plane's own metrics, parsed with the Prometheus text parser.
+	fams := scrape(t, s)
+	value := func(name, label, want string) float64 {
+		for _, m := range fams[name].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() != want {
+					goto next
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount())
+			}
+		next:
+		}
+		return -1
+	}
+	if got := value("pilot_xds", "", ""); got != 1 {
+		t.Errorf("pilot_xds = %v, want 1 connected proxy", got)
+	}
+	if got := value("pilot_total_xds_rejects", "type", "cds"); got != 1 {
+		t.Errorf("pilot_total_xds_rejects{cds} = %v, want 1", got)
+	}
+	if got := value("pilot_xds_pushes", "type", "cds"); got < 3 {
+		t.Errorf("pilot_xds_pushes{cds} = %v, want >= 3", got)
+	}
+	if got := value("pilot_proxy_convergence_time", "", ""); got < 2 {
+		t.Errorf("pilot_proxy_convergence_time count = %v, want >= 2 pushes", got)
+	}
+
 	c.cancel()
 	eventually(t, "disconnected", func() bool { st := statusOf(s, p.ID); return !st.Connected && st.Version == v3 })
+	if got := scrape(t, s)["pilot_xds"].GetMetric()[0].GetGauge().GetValue(); got != 0 {
+		t.Errorf("pilot_xds after disconnect = %v, want 0", got)
+	}
+}
+
+func scrape(t *testing.T, s *Server) map[string]*dto.MetricFamily {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	s.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	parser := expfmt.NewTextParser(prommodel.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
 }
 
 var cmpIgnoreTime = cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".At" }, cmp.Ignore())

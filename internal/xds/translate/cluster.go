@@ -42,14 +42,21 @@ func (b *builder) clusters() []types.Resource {
 	return sortByName(out)
 }
 
-// outboundCluster is the same for every proxy: built once per Index.
+// outboundCluster, with its upstream TLS, is the same for every sidecar (and for
+// every generic client, which get no TLS): built once per Index and kind of node, and
+// never modified afterwards.
 func (b *builder) outboundCluster(sp servicePort, subset string, lb cluster.Cluster_LbPolicy) *cluster.Cluster {
-	name := sp.cluster
+	key := sp.cluster
 	if subset != "" {
-		name = OutboundClusterName(sp.port.Port, subset, sp.host)
+		key = OutboundClusterName(sp.port.Port, subset, sp.host)
 	}
-	return shared(b, b.idx.clusters, name, func() *cluster.Cluster {
-		return b.newOutboundCluster(sp, subset, lb)
+	if b.secure() {
+		key += "|tls"
+	}
+	return shared(b, b.idx.clusters, key, func() *cluster.Cluster {
+		c := b.newOutboundCluster(sp, subset, lb)
+		b.applyUpstreamTLS(c, sp, subset)
+		return c
 	})
 }
 

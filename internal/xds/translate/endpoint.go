@@ -74,7 +74,9 @@ func (b *builder) newLoadAssignment(name string, sp servicePort, subsetLabels ma
 		if !e.Healthy {
 			health = core.HealthStatus_UNHEALTHY
 		}
-		group.LbEndpoints = append(group.LbEndpoints, lbEndpoint(e.Address, e.Port, &health))
+		ep := lbEndpoint(e.Address, e.Port, &health)
+		ep.Metadata = b.endpointMetadata(e)
+		group.LbEndpoints = append(group.LbEndpoints, ep)
 	}
 	cla.Endpoints = []*endpoint.LocalityLbEndpoints{group}
 	return cla

@@ -50,7 +50,9 @@ func (b *builder) inboundListener(containerPort int) *listener.Listener {
 	name := InboundListenerName(containerPort)
 	cluster := InboundClusterName(containerPort)
 	if !b.inboundProtocol(containerPort).IsHTTP() {
-		return b.listener(name, b.proxy.InboundPorts[containerPort], b.tcpProxy(name, []weightedCluster{{name: cluster, weight: 100}}))
+		l := b.listener(name, b.proxy.InboundPorts[containerPort], b.tcpProxy(name, []weightedCluster{{name: cluster, weight: 100}}))
+		b.secureInbound(l, containerPort, false)
+		return l
 	}
 	rc := &route.RouteConfiguration{
 		Name: name,
@@ -67,7 +69,9 @@ func (b *builder) inboundListener(containerPort int) *listener.Listener {
 			}},
 		}},
 	}
-	return b.listener(name, b.proxy.InboundPorts[containerPort], b.httpConnectionManager(name, rc))
+	l := b.listener(name, b.proxy.InboundPorts[containerPort], b.httpConnectionManager(name, rc, b.forwardClientCert))
+	b.secureInbound(l, containerPort, true)
+	return l
 }
 
 // listener wraps one network filter in the single filter chain the proxy accepts.
@@ -81,8 +85,8 @@ func (b *builder) listener(name string, port int, filter *listener.Filter) *list
 }
 
 // httpConnectionManager uses the inline route when given, else RDS over ADS with the
-// listener's name.
-func (b *builder) httpConnectionManager(name string, inline *route.RouteConfiguration) *listener.Filter {
+// listener's name; opts adjust the manager before it is packed.
+func (b *builder) httpConnectionManager(name string, inline *route.RouteConfiguration, opts ...func(*hcm.HttpConnectionManager)) *listener.Filter {
 	m := &hcm.HttpConnectionManager{
 		StatPrefix: name,
 		CodecType:  hcm.HttpConnectionManager_AUTO,
@@ -90,6 +94,9 @@ func (b *builder) httpConnectionManager(name string, inline *route.RouteConfigur
 			Name:       wellknown.Router,
 			ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: b.toAny(&router.Router{})},
 		}},
+	}
+	for _, o := range opts {
+		o(m)
 	}
 	if inline != nil {
 		m.RouteSpecifier = &hcm.HttpConnectionManager_RouteConfig{RouteConfig: inline}

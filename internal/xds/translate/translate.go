@@ -25,6 +25,8 @@ type Resources struct {
 	Routes    []types.Resource
 	Clusters  []types.Resource
 	Endpoints []types.Resource
+	// Secrets are SDS secrets (the ROOTCA trust bundle) when mesh mTLS is on.
+	Secrets []types.Resource
 }
 
 // ByType returns the resources keyed by type URL (resource.ListenerType, ...).
@@ -34,6 +36,7 @@ func (r *Resources) ByType() map[resource.Type][]types.Resource {
 		resource.RouteType:    r.Routes,
 		resource.ClusterType:  r.Clusters,
 		resource.EndpointType: r.Endpoints,
+		resource.SecretType:   r.Secrets,
 	}
 }
 
@@ -79,6 +82,7 @@ func forProxy(idx *Index, proxy *model.Proxy) (*Resources, error) {
 	res := &Resources{
 		Clusters:  b.clusters(),
 		Endpoints: b.endpoints(),
+		Secrets:   b.secrets(),
 	}
 	var err error
 	if res.Routes, err = b.routes(); err != nil {
