@@ -27,9 +27,10 @@ bench: bench-micro
 bench-quick:
 	QUICK=1 ./bench/run.sh
 
-# bench-micro: Go benchmarks of the proxy's request path with allocations per op.
+# bench-micro: Go benchmarks of the proxy's request path and of translation at scale,
+# with allocations per op.
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/proxy/...
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/proxy/... ./internal/xds/translate/
 
 # bench-cp: control-plane scale (1,000 and 10,000 services, 50,000 endpoints, 1,000 ADS
 # clients), with and without Sidecar scoping. QUICK=1 runs the 1,000-service case only.

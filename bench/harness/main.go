@@ -58,8 +58,15 @@ func main() {
 	flag.StringVar(&o.skeinMTLS, "skein-mtls", "auto", "auto: run the mesh as configured and report whether sidecars use mTLS; strict: add a mesh-wide PeerAuthentication STRICT and fail if the sidecars do not use mTLS")
 	flag.IntVar(&o.workers, "workers", runtime.NumCPU(), "nginx worker_processes and HAProxy nbthread (skein uses GOMAXPROCS = all cores)")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for report.md, results.json and latency.png")
+	replot := flag.String("replot", "", "render report.md and latency.png into -out again from a results.json (no load is run)")
 	flag.DurationVar(&o.profile, "profile", 0, "if set, also take a CPU profile of this length and an alloc profile of both skein sidecars at 1,000 RPS HTTP/1.1 into -out")
 	flag.Parse()
+	if *replot != "" {
+		if err := replotFile(*replot, o.out); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if o.dur == 0 {
 		o.dur = 30 * time.Second
 		if o.quick {
@@ -145,6 +152,8 @@ type report struct {
 	Command      string             `json:"command"`
 	Duration     string             `json:"duration"`
 	Labels       map[string]string  `json:"labels"`
+	Workers      int                `json:"workers"`
+	Warmup       string             `json:"warmup"`
 	IdleMemMB    map[string]float64 `json:"idleMemMB"` // topology -> largest of its two proxies
 	Measurements []measurement      `json:"measurements"`
 }
@@ -171,6 +180,7 @@ func run(ctx context.Context, o options) error {
 		Date: time.Now().UTC().Format("2006-01-02 15:04 MST"), Host: host, CPU: cpuModel(), Cores: runtime.NumCPU(),
 		Go: runtime.Version(), Command: strings.Join(os.Args, " "), Duration: o.dur.String(),
 		Labels: map[string]string{"direct": "direct"}, IdleMemMB: map[string]float64{},
+		Workers: o.workers, Warmup: o.warmup.String(),
 	}
 	log.Printf("starting skein up (fortio server as the workload)")
 	mesh, err := startSkein(ctx, skein, o.fortio, dir, o.skeinMTLS, o.profile > 0)
@@ -336,4 +346,42 @@ func rateName(rate int) string {
 		return "max"
 	}
 	return strconv.Itoa(rate)
+}
+
+// replotFile renders a saved results.json again (after editing its labels, say).
+func replotFile(path, out string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return err
+	}
+	o := options{workers: rep.Workers}
+	o.warmup, _ = time.ParseDuration(rep.Warmup)
+	seen := map[string]bool{}
+	for _, m := range rep.Measurements {
+		for _, k := range []string{"p" + m.Protocol, "r" + strconv.Itoa(m.Rate), "t" + m.Topology} {
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			switch k[0] {
+			case 'p':
+				o.protos = append(o.protos, m.Protocol)
+			case 'r':
+				o.rates = append(o.rates, m.Rate)
+			case 't':
+				o.topos = append(o.topos, m.Topology)
+			}
+		}
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "report.md"), []byte(markdown(&rep, o)), 0o644); err != nil {
+		return err
+	}
+	return writePlot(filepath.Join(out, "latency.png"), panels(&rep, o), len(o.protos))
 }

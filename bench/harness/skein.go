@@ -151,7 +151,10 @@ func startSkein(ctx context.Context, skein, fortio, dir, mtlsMode string, pprof 
 		return fail(fmt.Errorf("want 2 sidecars, found %d", len(m.proxies)))
 	}
 	m.mtls = "plaintext"
-	if dump, err := httpGet(ctx, "http://"+m.admins[0]+"/config_dump"); err == nil && strings.Contains(string(dump), "transport_socket") {
+	// The outbound cluster to the server carries a TLS transport socket (or auto-mTLS
+	// socket matches) when the mesh gives the sidecars mTLS; config_dump is protojson.
+	if dump, err := httpGet(ctx, "http://"+m.admins[0]+"/config_dump"); err == nil &&
+		(strings.Contains(string(dump), `"transportSocket"`) || strings.Contains(string(dump), `"transportSocketMatches"`)) {
 		m.mtls = "mTLS"
 	}
 	if mtlsMode == "strict" && m.mtls != "mTLS" {

@@ -22,14 +22,17 @@ func BenchmarkFinishHTTP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	up := &streaminfo.Peer{Workload: "catalog-v1", Namespace: "shop", App: "catalog", Version: "v1"}
+	// Peers and services come from the hub's caches, one pointer per distinct value, as
+	// on the forwarder's path (metric children are keyed by those pointers).
+	up := h.Peers.Decode(EncodePeer(&streaminfo.Peer{Workload: "catalog-v1", Namespace: "shop", App: "catalog", Version: "v1"}))
+	svc := h.Services.ForCluster("outbound|8080||catalog.shop.svc.cluster.local")
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		info := streaminfo.New("outbound_http_proxy", streaminfo.Outbound, streaminfo.ProtocolHTTP)
 		for pb.Next() {
 			info.Duration, info.ResponseCode, info.BytesReceived, info.BytesSent = 1500*time.Microsecond, 200, 1024, 1024
 			info.Cluster = "outbound|8080||catalog.shop.svc.cluster.local"
-			info.Service = &streaminfo.Service{Host: "catalog.shop.svc.cluster.local", Name: "catalog", Namespace: "shop"}
+			info.Service = svc
 			info.DownstreamPeer, info.UpstreamPeer = h.Local, up
 			h.FinishHTTP(info)
 		}
