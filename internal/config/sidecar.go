@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"reflect"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -26,4 +27,20 @@ func sidecarKind() kind {
 			return sc, &spec, issues
 		},
 	}
+}
+
+// checkSidecarDefault refuses a second Sidecar without workloadSelector in one
+// namespace: which one applies would depend on file order (Istio takes the oldest and
+// istioctl analyze reports IST0109 as an error).
+func (l *loader) checkSidecarDefault(o *object, defaults map[string]*object) {
+	sc, ok := o.value.(*model.Sidecar)
+	if !ok || o.failed || len(sc.WorkloadSelector) > 0 {
+		return
+	}
+	if prev, dup := defaults[o.nn.Namespace]; dup {
+		l.report(o, []strict.Issue{{Path: "spec.workloadSelector", Msg: fmt.Sprintf(
+			"namespace %s already has Sidecar %s without workloadSelector at %s: only one may apply to the whole namespace", o.nn.Namespace, prev.name(), prev.src)}})
+		return
+	}
+	defaults[o.nn.Namespace] = o
 }
