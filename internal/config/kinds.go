@@ -30,9 +30,10 @@ const (
 
 	kindAuthorizationPolicy   = "AuthorizationPolicy"
 	kindRequestAuthentication = "RequestAuthentication"
+	kindSidecar               = "Sidecar"
 )
 
-const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService and DestinationRule, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication"
+const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication"
 
 // kind says how one kind of object is checked, decoded, translated and cross-checked.
 type kind struct {
@@ -154,6 +155,7 @@ func kinds() []kind {
 				return ra, &spec, issues
 			},
 		},
+		sidecarKind(),
 	}
 }
 

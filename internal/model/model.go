@@ -67,6 +67,8 @@ type Mesh struct {
 	Workloads        []*Workload
 	VirtualServices  []*VirtualService
 	DestinationRules []*DestinationRule
+	// Sidecars scope proxies' outbound config (Istio's Sidecar resource).
+	Sidecars []*Sidecar `json:"Sidecars,omitempty"`
 
 	// PeerAuthentications are Istio mTLS policies (see security.go).
 	PeerAuthentications []*PeerAuthentication `json:"PeerAuthentications,omitempty"`

@@ -48,6 +48,11 @@ type Options struct {
 
 	// MetricsAddress, when set, serves GET /stats/prometheus there too (Istio's
 	// :15020 merged metrics port); the admin port always serves it.
+	// Pprof serves Go's profiler at /debug/pprof/ on the admin address.
+	Pprof bool
+
+	// MetricsAddress, when set, serves GET /stats/prometheus there too (Istio's
+	// :15020 merged metrics port); the admin port always serves it.
 	MetricsAddress string
 	// DropMetricLabels removes standard labels from every istio_* metric.
 	DropMetricLabels []string
@@ -203,6 +208,7 @@ func Run(ctx context.Context, opts Options) error {
 			Tap:         tapHub,
 			Explain:     func(req admin.ExplainRequest) (any, error) { return fwd.Explain(req.Listener, req.Request()) },
 			OnListening: opts.OnAdminListening,
+			Pprof:       opts.Pprof,
 		})
 		if err != nil {
 			cancel() // without its admin server the proxy cannot report readiness

@@ -110,8 +110,9 @@ func New(opts Options) *Forwarder {
 	f.h2.Protocols.SetUnencryptedHTTP2(true)
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
+		BufferPool:     newBufferPool(),
 		Transport:      roundTripper{f},
-		FlushInterval:  -1, // stream: gRPC and server-sent events must not be buffered
+		FlushInterval:  0, // unsized (gRPC, chunked) and event-stream responses still flush per write
 		ErrorHandler:   f.writeError,
 		ModifyResponse: f.modifyResponse,
 		ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
