@@ -38,6 +38,8 @@ func newRootCmd() *cobra.Command {
 		newCallCmd(),
 		newNetnsExecCmd(),
 		newInitCaptureCmd(),
+		newCACmd(),
+		newAnalyzeCmd(),
 		newStatCmd(),
 		newTopCmd(),
 		newTapCmd(),

@@ -57,6 +57,7 @@ func newProxyCmd() *cobra.Command {
 		tr                                                     tracingFlags
 		tokenFile, trustDomain                                 string
 		certTTL                                                time.Duration
+		pprof                                                  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -90,6 +91,7 @@ func newProxyCmd() *cobra.Command {
 				DropMetricLabels: dropLabels,
 				Tracing:          tracing,
 				Logger:           log.With("proxy", node.ID),
+				Pprof:            pprof,
 				OnAdminListening: func(addr string) {
 					log.Info("admin listening", "address", addr)
 				},
@@ -109,6 +111,7 @@ func newProxyCmd() *cobra.Command {
 	f.StringVar(&tokenFile, "ca-token-file", "", "file holding the bootstrap credential for the workload certificate (CSR to the control plane's CA); without it the proxy has no mTLS identity")
 	f.StringVar(&trustDomain, "trust-domain", "cluster.local", "trust domain of the proxy's SPIFFE ID")
 	f.DurationVar(&certTTL, "cert-ttl", 0, "certificate lifetime to request (0: the CA's default)")
+	f.BoolVar(&pprof, "pprof", os.Getenv("SKEIN_PROXY_PPROF") != "", "serve Go's profiler at /debug/pprof/ on the admin address (default on when $SKEIN_PROXY_PPROF is set, which sidecars started by skein up inherit)")
 	cmd.MarkFlagsMutuallyExclusive("node-json", "node-file")
 	return cmd
 }

@@ -102,6 +102,7 @@ func printStatus(w io.Writer, st api.Status) {
 		}
 	}
 	tw.Flush()
+	printIdentities(w, st)
 	if st.Ready {
 		fmt.Fprintln(w, "ready")
 	} else {
@@ -110,4 +111,23 @@ func printStatus(w io.Writer, st api.Status) {
 			fmt.Fprintf(w, "  %s\n", r)
 		}
 	}
+}
+
+// printIdentities lists each proxy's workload certificate, when the mesh has mTLS.
+func printIdentities(w io.Writer, st api.Status) {
+	var rows []api.Proxy
+	for _, p := range st.Proxies {
+		if p.SPIFFEID != "" {
+			rows = append(rows, p)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROXY\tSPIFFE ID\tCERT EXPIRES")
+	for _, p := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s (in %s)\n", p.ID, p.SPIFFEID, p.CertExpiry.Format(time.RFC3339), time.Until(p.CertExpiry).Round(time.Second))
+	}
+	tw.Flush()
 }

@@ -22,7 +22,8 @@ import (
 
 func newUpCmd() *cobra.Command {
 	var stateDir, isolation, logLevel, podCIDR, outboundPolicy string
-	var detection time.Duration
+	var caDir, trustDomain, rootNamespace string
+	var detection, certTTL time.Duration
 	var tr tracingFlags
 	var dropLabels []string
 	var noAccessLog bool
@@ -87,6 +88,11 @@ on 127.0.0.1 and apps reach the mesh through HTTP_PROXY and per-service ports.`,
 				Logger:    newLogger(logLevel),
 				Out:       cmd.OutOrStdout(),
 
+				CADir:         caDir,
+				CertTTL:       certTTL,
+				TrustDomain:   trustDomain,
+				RootNamespace: rootNamespace,
+
 				PodCIDR:                  cidr,
 				OutboundTrafficPolicy:    policy,
 				ProtocolDetectionTimeout: detection,
@@ -102,6 +108,10 @@ on 127.0.0.1 and apps reach the mesh through HTTP_PROXY and per-service ports.`,
 	cmd.Flags().StringVar(&podCIDR, "pod-cidr", podnet.DefaultCIDR.String(), "isolation netns: where pod addresses come from (each instance takes a /24 of it)")
 	cmd.Flags().StringVar(&outboundPolicy, "outbound-traffic-policy", string(model.OutboundAllowAny), "isolation netns: ALLOW_ANY passes traffic to non-mesh addresses through, REGISTRY_ONLY refuses it")
 	cmd.Flags().DurationVar(&detection, "protocol-detection-timeout", model.DefaultProtocolDetectionTimeout, "isolation netns: how long a sidecar waits for a client's first bytes on a port without a declared protocol before treating it as TCP (0: forever)")
+	cmd.Flags().StringVar(&caDir, "ca-dir", "", "folder of the mesh CA (default <state-dir>/ca); Istio plug-in files (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) there are used instead of a generated root")
+	cmd.Flags().DurationVar(&certTTL, "cert-ttl", 24*time.Hour, "lifetime of workload certificates (sidecars renew at half of it); seconds are fine for tests")
+	cmd.Flags().StringVar(&trustDomain, "trust-domain", "cluster.local", "trust domain of workload SPIFFE IDs")
+	cmd.Flags().StringVar(&rootNamespace, "root-namespace", "istio-system", "mesh root namespace (Istio's meshConfig.rootNamespace): its policies without a selector apply mesh-wide")
 	cmd.Flags().BoolVar(&noAccessLog, "no-access-log", false, "do not write <state-dir>/logs/<proxy>.access.log")
 	cmd.Flags().StringSliceVar(&dropLabels, "metrics-drop-labels", nil, "standard istio_* labels every sidecar drops (cardinality)")
 	tr.register(cmd.Flags())

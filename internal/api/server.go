@@ -58,6 +58,7 @@ func Handler(b Backend) http.Handler {
 		b.Shutdown()
 		w.WriteHeader(http.StatusAccepted)
 	})
+	registerCA(mux, b)
 	return mux
 }
 

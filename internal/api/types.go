@@ -86,6 +86,10 @@ type Proxy struct {
 	InSync bool              `json:"inSync"`
 	// NACK is the proxy's last rejection of the newest config, if any.
 	NACK *NACK `json:"nack,omitempty"`
+	// SPIFFEID and CertExpiry describe the workload certificate the CA last issued to
+	// this proxy (mTLS); empty without one.
+	SPIFFEID   string    `json:"spiffeID,omitempty"`
+	CertExpiry time.Time `json:"certExpiry,omitzero"`
 }
 
 // NACK is a config rejection reported by a proxy.

@@ -31,6 +31,9 @@ type Options struct {
 	Clock func() time.Time
 	// Logger receives audit lines (issued, rejected, rotated); discarded when nil.
 	Logger *slog.Logger
+	// OnIssued, optional, learns every SVID issued and the proxy ID of its request.
+	// It runs on the signing goroutine and must be quick.
+	OnIssued func(proxyID string, svid *SVID)
 }
 
 func (o Options) withDefaults() (Options, spiffeid.TrustDomain, error) {

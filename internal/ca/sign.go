@@ -65,6 +65,9 @@ func (c *CA) Sign(ctx context.Context, req SignRequest) (*SVID, error) {
 	}
 	c.opts.Logger.Info("ca: issued SVID", "id", svid.ID.String(), "proxy", req.ProxyID,
 		"serial", svid.Leaf.SerialNumber.Text(16), "notAfter", svid.Leaf.NotAfter)
+	if c.opts.OnIssued != nil {
+		c.opts.OnIssued(req.ProxyID, svid)
+	}
 	return svid, nil
 }
 

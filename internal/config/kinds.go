@@ -27,9 +27,13 @@ const (
 	kindVirtualService     = "VirtualService"
 	kindDestinationRule    = "DestinationRule"
 	kindPeerAuthentication = "PeerAuthentication"
+
+	kindAuthorizationPolicy   = "AuthorizationPolicy"
+	kindRequestAuthentication = "RequestAuthentication"
+	kindSidecar               = "Sidecar"
 )
 
-const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService and DestinationRule, security.istio.io/v1 or v1beta1 PeerAuthentication"
+const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication"
 
 // kind says how one kind of object is checked, decoded, translated and cross-checked.
 type kind struct {
@@ -47,6 +51,8 @@ type kind struct {
 var istioVersions = []string{"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
 
 var peerAuthenticationVersions = []string{"security.istio.io/v1", "security.istio.io/v1beta1"}
+
+var securityVersions = peerAuthenticationVersions
 
 // kinds returns the table of accepted kinds. A function, not a package variable, so
 // there is no mutable package state.
@@ -123,7 +129,50 @@ func kinds() []kind {
 				return pa, &spec, issues
 			},
 		},
+		{
+			name: kindAuthorizationPolicy, apiVersions: securityVersions,
+			checkType:  reflect.TypeFor[istioObject[security.AuthorizationPolicy]](),
+			allowField: istio.AllowField,
+			build: func(data []byte, nn model.NamespacedName, _ string) (any, any, []strict.Issue) {
+				var spec security.AuthorizationPolicy
+				if issues := decodeIstioOptionalSpec(data, &spec); issues != nil {
+					return nil, nil, issues
+				}
+				ap, issues := istio.AuthorizationPolicy(nn, &spec)
+				return ap, &spec, issues
+			},
+		},
+		{
+			name: kindRequestAuthentication, apiVersions: securityVersions,
+			checkType:  reflect.TypeFor[istioObject[security.RequestAuthentication]](),
+			allowField: istio.AllowField,
+			build: func(data []byte, nn model.NamespacedName, _ string) (any, any, []strict.Issue) {
+				var spec security.RequestAuthentication
+				if issues := decodeIstioOptionalSpec(data, &spec); issues != nil {
+					return nil, nil, issues
+				}
+				ra, issues := istio.RequestAuthentication(nn, &spec)
+				return ra, &spec, issues
+			},
+		},
+		sidecarKind(),
 	}
+}
+
+// decodeIstioOptionalSpec is decodeIstio for kinds whose spec may be empty or absent:
+// an AuthorizationPolicy without spec (or `spec: {}`) is Istio's "allow nothing".
+func decodeIstioOptionalSpec(data []byte, spec proto.Message) []strict.Issue {
+	var env istioEnvelope
+	if err := decodeJSON(data, &env); err != nil {
+		return []strict.Issue{{Msg: err.Error()}}
+	}
+	if len(env.Spec) == 0 || string(env.Spec) == "null" {
+		return nil
+	}
+	if err := protojson.Unmarshal(env.Spec, spec); err != nil {
+		return []strict.Issue{{Path: "spec", Msg: fmt.Sprintf("decoding: %v", err)}}
+	}
+	return nil
 }
 
 func findKind(apiVersion, name string) *kind {

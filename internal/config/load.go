@@ -284,6 +284,7 @@ func (l *loader) finish() (*model.Mesh, error) {
 	}
 	first := map[string]*object{}
 	ruleFor := map[string]*object{}
+	defaultSidecar := map[string]*object{} // namespace -> its Sidecar without selector
 	for _, o := range l.objects {
 		if o.nn.Name != "" {
 			key := o.kind + "/" + o.name()
@@ -301,6 +302,8 @@ func (l *loader) finish() (*model.Mesh, error) {
 			} else if o.nn.Name != "" {
 				cat.UncheckedServices[fqdn] = true
 			}
+		case kindSidecar:
+			l.checkSidecarDefault(o, defaultSidecar)
 		case kindDestinationRule:
 			host := istio.ResolveHost(o.host, o.nn.Namespace, l.suffix)
 			dr, ok := o.value.(*model.DestinationRule)
@@ -355,6 +358,15 @@ func (l *loader) finish() (*model.Mesh, error) {
 		case *model.DestinationRule:
 			v.Source = o.src
 			mesh.DestinationRules = append(mesh.DestinationRules, v)
+		case *model.AuthorizationPolicy:
+			v.Source = o.src
+			mesh.AuthorizationPolicies = append(mesh.AuthorizationPolicies, v)
+		case *model.RequestAuthentication:
+			v.Source = o.src
+			mesh.RequestAuthentications = append(mesh.RequestAuthentications, v)
+		case *model.Sidecar:
+			v.Source = o.src
+			mesh.Sidecars = append(mesh.Sidecars, v)
 		case *model.PeerAuthentication:
 			v.Source = o.src
 			mesh.PeerAuthentications = append(mesh.PeerAuthentications, v)

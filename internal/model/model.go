@@ -67,6 +67,8 @@ type Mesh struct {
 	Workloads        []*Workload
 	VirtualServices  []*VirtualService
 	DestinationRules []*DestinationRule
+	// Sidecars scope proxies' outbound config (Istio's Sidecar resource).
+	Sidecars []*Sidecar `json:"Sidecars,omitempty"`
 
 	// PeerAuthentications are Istio mTLS policies (see security.go).
 	PeerAuthentications []*PeerAuthentication `json:"PeerAuthentications,omitempty"`
@@ -74,6 +76,9 @@ type Mesh struct {
 	RootNamespace string `json:"RootNamespace,omitempty"`
 	// Security is the CA's trust domain and bundle; nil means no CA and no mTLS.
 	Security *Security `json:"Security,omitempty"`
+	// AuthorizationPolicies and RequestAuthentications (authz.go).
+	AuthorizationPolicies  []*AuthorizationPolicy   `json:",omitempty"`
+	RequestAuthentications []*RequestAuthentication `json:",omitempty"`
 
 	// Endpoints come from the registry (the local runtime, later Kubernetes), not from
 	// config files; the control plane joins them with the config into one Mesh.

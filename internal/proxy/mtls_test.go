@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -59,7 +62,13 @@ var (
 
 func startSecureMesh(t *testing.T, ttl time.Duration) *secureMesh {
 	t.Helper()
-	authority, err := ca.LoadOrCreate(t.TempDir(), ca.Options{WorkloadTTL: ttl})
+	return startSecureMeshIn(t, t.TempDir(), ttl)
+}
+
+// startSecureMeshIn keeps the CA in caDir (which may hold Istio's plug-in files).
+func startSecureMeshIn(t *testing.T, caDir string, ttl time.Duration) *secureMesh {
+	t.Helper()
+	authority, err := ca.LoadOrCreate(caDir, ca.Options{WorkloadTTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,5 +571,48 @@ func TestCertRotationUnderLoad(t *testing.T) {
 	t.Logf("%d successful requests and TCP echoes, %d failed, across %d leaf rotations and a root rotation", ok.Load(), failed.Load(), len(seen)-1)
 	if failed.Load() != 0 || ok.Load() < 100 {
 		t.Errorf("%d failed (first: %v), %d ok; want 0 failed", failed.Load(), firstErr.Load(), ok.Load())
+	}
+}
+
+// TestMeshMTLSWithPluginCA: with Istio's plug-in layout (an intermediate signs, the
+// root stays offline), sidecars present leaf + intermediate and verify each other
+// against the root alone.
+func TestMeshMTLSWithPluginCA(t *testing.T) {
+	pki := newTestPKI(t) // its CA is the offline root
+	inter, interKey := pki.issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "istio intermediate"}, IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}, pki.cert, pki.key)
+	dir := t.TempDir()
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(interKey)
+	for name, blocks := range map[string][]*pem.Block{
+		"root-cert.pem":  {{Type: "CERTIFICATE", Bytes: pki.cert.Raw}},
+		"ca-cert.pem":    {{Type: "CERTIFICATE", Bytes: inter.Raw}},
+		"cert-chain.pem": {{Type: "CERTIFICATE", Bytes: inter.Raw}, {Type: "CERTIFICATE", Bytes: pki.cert.Raw}},
+		"ca-key.pem":     {{Type: "PRIVATE KEY", Bytes: keyDER}},
+	} {
+		var b []byte
+		for _, blk := range blocks {
+			b = append(b, pem.EncodeToMemory(blk)...)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := startSecureMeshIn(t, dir, time.Hour)
+	if !m.ca.Plugin() {
+		t.Fatal("CA did not load the plug-in files")
+	}
+	code, r, err := m.viaClient(t, m.proxyClient(), "/plugin")
+	if err != nil || code != 200 || !strings.HasSuffix(xfcc(r), "URI="+clientID.String()) {
+		t.Fatalf("client → web with a plug-in CA: %d %v xfcc %q", code, err, xfcc(r))
+	}
+	svid, bundle := m.probeSVID(t, "default", "probe")
+	conn, err := tls.Dial("tcp", m.inboundAddr(8080), tlsconfig.MTLSClientConfig(svid, bundle, tlsconfig.AuthorizeID(webID)))
+	if err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	defer conn.Close()
+	chain := conn.ConnectionState().PeerCertificates
+	if len(chain) != 2 || !chain[1].Equal(inter) {
+		t.Errorf("web sidecar sent %d certificates, want leaf + the plug-in intermediate", len(chain))
 	}
 }

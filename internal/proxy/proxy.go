@@ -25,6 +25,7 @@ import (
 	"skein.dev/skein/internal/model"
 	"skein.dev/skein/internal/proxy/accesslog"
 	"skein.dev/skein/internal/proxy/admin"
+	"skein.dev/skein/internal/proxy/filter/jwtauthn"
 	"skein.dev/skein/internal/proxy/forward"
 	"skein.dev/skein/internal/proxy/listener"
 	"skein.dev/skein/internal/proxy/resource"
@@ -47,6 +48,11 @@ type Options struct {
 	Logger       *slog.Logger
 	// OnAdminListening, optional, learns the admin server's bound address.
 	OnAdminListening func(addr string)
+
+	// MetricsAddress, when set, serves GET /stats/prometheus there too (Istio's
+	// :15020 merged metrics port); the admin port always serves it.
+	// Pprof serves Go's profiler at /debug/pprof/ on the admin address.
+	Pprof bool
 
 	// MetricsAddress, when set, serves GET /stats/prometheus there too (Istio's
 	// :15020 merged metrics port); the admin port always serves it.
@@ -131,6 +137,11 @@ func Run(ctx context.Context, opts Options) error {
 			}
 		}()
 	}
+	filterDeps := forward.FilterDeps{
+		Logger: log,
+		RBAC:   stats.NewRBAC(metrics.Registry),
+		JWKS:   jwtauthn.NewCache(ctx, jwtauthn.CacheOptions{Logger: log}),
+	}
 	var cfg atomic.Pointer[forward.Config]
 	fwd := forward.New(forward.Options{Config: &cfg, Metrics: metrics, Telemetry: tel, Tracer: tracer, Logger: log})
 	defer fwd.Close()
@@ -173,7 +184,7 @@ func Run(ctx context.Context, opts Options) error {
 		// Called on the client's goroutine, which is the only writer of cfg and the
 		// only caller of listeners.Apply.
 		OnUpdate: func(u xdsclient.Update) {
-			next, err := forward.Compile(u, cfg.Load(), env)
+			next, err := forward.CompileWith(u, cfg.Load(), env, filterDeps)
 			if err != nil {
 				log.Error("config applied with broken TLS contexts", "error", err)
 			}
@@ -207,6 +218,7 @@ func Run(ctx context.Context, opts Options) error {
 			Tap:         tapHub,
 			Explain:     func(req admin.ExplainRequest) (any, error) { return fwd.Explain(req.Listener, req.Request()) },
 			OnListening: opts.OnAdminListening,
+			Pprof:       opts.Pprof,
 		})
 		if err != nil {
 			cancel() // without its admin server the proxy cannot report readiness

@@ -60,5 +60,13 @@ func AllowField(fd protoreflect.FieldDescriptor) bool {
 	if fd.ContainingMessage().IsMapEntry() {
 		return true
 	}
-	return supportedFields[fd.FullName()] || clientTLSFields[fd.FullName()]
+	if supportedFields[fd.FullName()] || clientTLSFields[fd.FullName()] || securityFields[fd.FullName()] {
+		return true
+	}
+	for _, f := range sidecarFields {
+		if protoreflect.FullName(f) == fd.FullName() {
+			return true
+		}
+	}
+	return false
 }

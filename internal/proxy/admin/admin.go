@@ -1,6 +1,6 @@
 // Package admin serves the proxy's admin HTTP endpoints: /ready, /healthz,
-// /config_dump, /stats/prometheus, /tap (live requests) and POST /explain (the
-// decision trace of a request on the compiled config).
+// /config_dump, /stats/prometheus, /tap (live requests), POST /explain (the
+// decision trace of a request on the compiled config) and, when enabled, /debug/pprof/.
 package admin
 
 import (
@@ -37,6 +37,8 @@ type Options struct {
 	OnListening func(addr string)
 	// Certs, optional, serves /certs.
 	Certs func() Certs
+	// Pprof serves /debug/pprof/ (the --pprof flag of skein proxy).
+	Pprof bool
 }
 
 // Certs is the JSON shape of /certs: the workload certificate (SDS "default") and the
@@ -191,6 +193,9 @@ func Handler(opts Options) http.Handler {
 			enc.SetIndent("", "  ")
 			_ = enc.Encode(out)
 		})
+	}
+	if opts.Pprof {
+		registerPprof(mux)
 	}
 	return mux
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"skein.dev/skein/internal/proxy/dns"
+	"skein.dev/skein/internal/proxy/filter"
 	"skein.dev/skein/internal/proxy/filterchain"
 	"skein.dev/skein/internal/proxy/listener"
 	"skein.dev/skein/internal/proxy/resource"
@@ -51,6 +52,10 @@ type Chain struct {
 	// XFCC and XFCCDetails govern x-forwarded-client-cert (HTTP chains).
 	XFCC        resource.ForwardClientCert
 	XFCCDetails resource.ClientCertDetails
+	// NetworkFilters run on each connection (TCP) or request (HTTP) before anything
+	// else; HTTPFilters run on each request before the router (filters.go).
+	NetworkFilters []filter.Network
+	HTTPFilters    []filter.HTTP
 	// TLS terminates TLS; nil means plaintext. Err is set instead when the chain's
 	// TLS context could not be built: its connections are closed.
 	TLS *tlsconf.Server
@@ -93,6 +98,11 @@ func (t *TCPRoute) PickCluster() string { return route.PickWeighted(t.Clusters, 
 // context that cannot be built (a secret missing) is reported in the returned error
 // and its cluster endpoints or filter chain refuse connections; the rest works.
 func Compile(u xdsclient.Update, prev *Config, env tlsconf.Env) (*Config, error) {
+	return CompileWith(u, prev, env, FilterDeps{})
+}
+
+// CompileWith is Compile with what the listeners' filters (filters.go) need.
+func CompileWith(u xdsclient.Update, prev *Config, env tlsconf.Env, deps FilterDeps) (*Config, error) {
 	if env.Secrets == nil {
 		env.Secrets = u.Secrets
 	}
@@ -118,7 +128,7 @@ func Compile(u xdsclient.Update, prev *Config, env tlsconf.Env) (*Config, error)
 	}
 	for name, l := range u.Listeners {
 		compileChain := func(c *resource.FilterChain) *Chain {
-			cc := &Chain{Name: c.Name}
+			cc := &Chain{Name: c.Name, NetworkFilters: compileNetworkFilters(name, c.Filters, deps)}
 			if c.TLS != nil {
 				if cc.TLS, cc.Err = tlsconf.NewServer(c.TLS, env); cc.Err != nil {
 					errs = append(errs, fmt.Errorf("listener %s chain %q: %w", name, c.Name, cc.Err))
@@ -128,6 +138,7 @@ func Compile(u xdsclient.Update, prev *Config, env tlsconf.Env) (*Config, error)
 			case c.HTTP != nil:
 				cc.Codec = c.HTTP.Codec
 				cc.XFCC, cc.XFCCDetails = c.HTTP.ForwardClientCert, c.HTTP.ClientCertDetails
+				cc.HTTPFilters = compileHTTPFilters(name, c.HTTP.Filters, deps)
 				if c.HTTP.Inline != nil {
 					cc.Routes = route.New(c.HTTP.Inline)
 				} else {

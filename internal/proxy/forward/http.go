@@ -112,8 +112,9 @@ func New(opts Options) *Forwarder {
 	f.h2.Protocols.SetUnencryptedHTTP2(true)
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
+		BufferPool:     newBufferPool(),
 		Transport:      roundTripper{f},
-		FlushInterval:  -1, // stream: gRPC and server-sent events must not be buffered
+		FlushInterval:  0, // unsized (gRPC, chunked) and event-stream responses still flush per write
 		ErrorHandler:   f.writeError,
 		ModifyResponse: f.modifyResponse,
 		ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
@@ -246,6 +247,10 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 	}()
 	if l == nil || l.Routes == nil {
 		f.writeError(rec, r, ErrNoRoute)
+		return
+	}
+	r, ok := runHTTPFilters(listener, l, rec, r)
+	if !ok {
 		return
 	}
 	vh, rt := l.Routes.Select(r, nil)

@@ -54,6 +54,9 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener, chain
 		info.Duration = time.Since(info.Start)
 		tel.CloseTCP(info)
 	}()
+	if !allowConnection(ctx, ch, conn) {
+		return // denied by a network filter (RBAC): the connection is closed
+	}
 	c := cfg.Clusters[info.Cluster]
 	if c == nil {
 		info.Flags |= streaminfo.NoClusterFound

@@ -110,14 +110,18 @@ func (p *PortPredicate) Match(port int) bool {
 // PortRange is [Start, End).
 type PortRange struct{ Start, End int }
 
-// FilterChain is one filter chain: its match and its one network filter (HTTP or TCP).
+// FilterChain is one filter chain: its match, its network filters (RBAC) and its
+// terminal filter (HTTP or TCP).
 type FilterChain struct {
 	// Name identifies the chain within its listener; chains without a name are
 	// named by their index ("0", "1", ...; "default" for the default chain).
 	Name  string
 	Match FilterChainMatch
-	HTTP  *HTTPConnectionManager
-	TCP   *TCPProxy
+	// Filters run on each accepted connection before the terminal filter, HTTP or
+	// TCP (filters.go).
+	Filters []NetworkFilter
+	HTTP    *HTTPConnectionManager
+	TCP     *TCPProxy
 	// TLS terminates TLS on the chain's connections (transport_socket); nil means
 	// plaintext.
 	TLS *DownstreamTLS
@@ -204,6 +208,8 @@ type HTTPConnectionManager struct {
 	Codec      Codec
 	RDSName    string
 	Inline     *RouteConfig
+	// Filters run on each request, in order, before the router (filters.go).
+	Filters []HTTPFilter
 	// ForwardClientCert and ClientCertDetails govern x-forwarded-client-cert.
 	ForwardClientCert ForwardClientCert
 	ClientCertDetails ClientCertDetails

@@ -10,7 +10,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
@@ -126,8 +125,8 @@ func (d *Decoder) listener(pb *listenerv3.Listener) (*Listener, error) {
 
 func (d *Decoder) filterChain(fc *listenerv3.FilterChain, field string) (*FilterChain, error) {
 	filters := fc.GetFilters()
-	if n := len(filters); n != 1 {
-		return nil, fmt.Errorf("%s.filters: want exactly 1, got %d", field, n)
+	if len(filters) == 0 {
+		return nil, fmt.Errorf("%s.filters: a terminal filter (http_connection_manager or tcp_proxy) is required", field)
 	}
 	c := &FilterChain{Name: fc.GetName()}
 	var err error
@@ -137,7 +136,21 @@ func (d *Decoder) filterChain(fc *listenerv3.FilterChain, field string) (*Filter
 	if c.TLS, err = d.downstreamSocket(fc.GetTransportSocket(), field+".transport_socket"); err != nil {
 		return nil, err
 	}
-	tc := filters[0].GetTypedConfig()
+	last := len(filters) - 1
+	for i, f := range filters[:last] {
+		tc := f.GetTypedConfig()
+		dec := networkFilterDecoders[tc.GetTypeUrl()]
+		if dec == nil {
+			return nil, fmt.Errorf("%s.filters[%d].typed_config: unsupported type %q (only the last filter may be terminal)", field, i, tc.GetTypeUrl())
+		}
+		nf, err := dec(tc)
+		if err != nil {
+			return nil, fmt.Errorf("%s.filters[%d] (%s): %w", field, i, f.GetName(), err)
+		}
+		nf.Name = f.GetName()
+		c.Filters = append(c.Filters, nf)
+	}
+	tc := filters[last].GetTypedConfig()
 	switch tc.GetTypeUrl() {
 	case hcmTypeURL:
 		hcm := &hcmv3.HttpConnectionManager{}
@@ -152,7 +165,7 @@ func (d *Decoder) filterChain(fc *listenerv3.FilterChain, field string) (*Filter
 		}
 		c.TCP, err = tcpProxy(tp)
 	default:
-		return nil, fmt.Errorf("%s.filters[0].typed_config: unsupported type %q", field, tc.GetTypeUrl())
+		return nil, fmt.Errorf("%s.filters[%d].typed_config: unsupported type %q", field, last, tc.GetTypeUrl())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", field, err)
@@ -358,15 +371,11 @@ func (d *Decoder) httpConnectionManager(pb *hcmv3.HttpConnectionManager) (*HTTPC
 	default:
 		return nil, errors.New("HttpConnectionManager: one of rds or route_config is required")
 	}
-	filters := pb.GetHttpFilters()
-	if len(filters) != 1 {
-		return nil, fmt.Errorf("HttpConnectionManager.http_filters: want exactly 1 (router), got %d", len(filters))
-	}
-	if tc := filters[0].GetTypedConfig(); tc.GetTypeUrl() != routerTypeURL {
-		return nil, fmt.Errorf("HttpConnectionManager.http_filters[0].typed_config: want %s, got %q", routerTypeURL, tc.GetTypeUrl())
-	} else if err := tc.UnmarshalTo(&routerv3.Router{}); err != nil {
+	filters, err := httpFilters(pb.GetHttpFilters())
+	if err != nil {
 		return nil, err
 	}
+	h.Filters = filters
 	return h, nil
 }
 

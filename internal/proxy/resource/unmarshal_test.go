@@ -57,12 +57,12 @@ func TestListenerValidation(t *testing.T) {
 			hcm.GenerateRequestId = wrapperspb.Bool(false)
 			l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)}
 		}, wantErr: "unsupported field envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.generate_request_id"},
-		{name: "second http filter", mutate: func(t *testing.T, l *listenerv3.Listener) {
+		{name: "router twice", mutate: func(t *testing.T, l *listenerv3.Listener) {
 			hcm := &hcmv3.HttpConnectionManager{}
 			_ = l.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(hcm)
 			hcm.HttpFilters = append(hcm.HttpFilters, hcm.HttpFilters[0])
 			l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)}
-		}, wantErr: "http_filters: want exactly 1 (router), got 2"},
+		}, wantErr: "http_filters[0].typed_config: unsupported filter type \"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\" (the router must be last)"},
 		{name: "missing address", mutate: func(t *testing.T, l *listenerv3.Listener) { l.Address = nil }, wantErr: "socket_address: missing"},
 	}
 	d := NewDecoder()

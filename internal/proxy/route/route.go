@@ -273,6 +273,10 @@ func headerValue(name string, r *http.Request) (string, bool) {
 	return strings.Join(vals, ","), true
 }
 
+// HeaderMatches reports whether a request matches an Envoy header matcher (RBAC uses it
+// too).
+func HeaderMatches(h *resource.HeaderMatcher, r *http.Request) bool { return headerMatches(h, r) }
+
 func headerMatches(h *resource.HeaderMatcher, r *http.Request) bool {
 	v, ok := headerValue(h.Name, r)
 	if !ok {

@@ -28,6 +28,9 @@ import (
 	"skein.dev/skein/internal/proxy/resource"
 )
 
+// maxXDSMessage bounds one xDS response the proxy accepts.
+const maxXDSMessage = 128 << 20
+
 // Update is one complete and consistent set of accepted resources: every EDS cluster has
 // its endpoints and every RDS name referenced by a listener has its route configuration.
 // The maps are never mutated after they are handed out.
@@ -121,7 +124,11 @@ func New(opts Options) *Client {
 
 // Run connects and keeps the stream up until ctx is done. It returns nil on ctx done.
 func (c *Client) Run(ctx context.Context) error {
-	conn, err := grpc.NewClient(c.opts.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// gRPC's default 4 MB receive limit is too small for one type's response in a
+	// large unscoped mesh (10,000 services: about 8 MB of config per proxy, see
+	// docs/BENCHMARKS.md); Envoy accepts such responses too.
+	conn, err := grpc.NewClient(c.opts.Address, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxXDSMessage)))
 	if err != nil {
 		return fmt.Errorf("xds client for %s: %w", c.opts.Address, err)
 	}

@@ -205,6 +205,15 @@ func (m *Mesh) startPod(ctx context.Context, cfg *model.Mesh, w *model.Workload,
 			}
 		}
 	}
+	// The sidecar's bootstrap credential (readable by the proxy uid) and the app's
+	// SPIFFE Workload API socket (a path, so reachable from the pod's namespace).
+	if r.identity, err = m.sec.forReplica(ctx, r.proxy); err != nil {
+		return fail(fmt.Errorf("identity: %w", err))
+	}
+	if err := proxyReadableToken(r.identity, capture.DefaultProxyUID, capture.DefaultProxyGID); err != nil {
+		return fail(fmt.Errorf("identity: %w", err))
+	}
+	env = append(env, "SPIFFE_ENDPOINT_SOCKET=unix://"+r.identity.socket)
 	userEnv := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -343,3 +352,33 @@ func (m *multiListener) Close() error {
 }
 
 func (m *multiListener) Addr() net.Addr { return m.lns[0].Addr() }
+
+// proxyReadableToken copies a pod sidecar's bootstrap credential where the proxy uid
+// can read it (the state dir is not reachable by that uid): a 0700 folder of its own
+// under the system temp dir, removed with the identity.
+func proxyReadableToken(id *replicaIdentity, uid, gid int) error {
+	raw, err := os.ReadFile(id.tokenFile)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "skein-token-")
+	if err != nil {
+		return err
+	}
+	file := filepath.Join(dir, "token")
+	err = os.WriteFile(file, raw, 0o600)
+	if err == nil {
+		err = os.Chown(file, uid, gid)
+	}
+	if err == nil {
+		err = os.Chown(dir, uid, gid)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	release := id.release
+	id.release = func() { release(); os.RemoveAll(dir) }
+	id.tokenFile = file
+	return nil
+}

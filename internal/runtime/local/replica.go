@@ -47,6 +47,7 @@ type replicaRun struct {
 	pods     *podnet.Network
 	podPorts []int
 	files    []*os.File // inherited by the sidecar at every (re)start
+	identity *replicaIdentity
 }
 
 func (r *replicaRun) appPort() int { return r.port }
@@ -202,6 +203,9 @@ func (r *replicaRun) stop() {
 	for _, f := range r.files {
 		f.Close()
 	}
+	if r.identity != nil {
+		r.identity.release()
+	}
 	if r.pod != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -297,6 +301,17 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 			env = append(env, prefix+"PORT_"+envName(u.port.Name)+"="+strconv.Itoa(local))
 		}
 	}
+	// The sidecar's bootstrap credential and the app's SPIFFE Workload API socket.
+	if r.identity, err = m.sec.forReplica(ctx, r.proxy); err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			r.stop() // revokes the credential, closes the socket, stops what started
+		}
+	}()
+	env = append(env, "SPIFFE_ENDPOINT_SOCKET=unix://"+r.identity.socket)
 	userEnv := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -330,6 +345,7 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 	}
 	r.waitReady(ctx, 10*time.Second)
 	if len(w.Command) == 0 {
+		started = true
 		return r, nil
 	}
 	appLog, err := openLog(filepath.Join(logDir, r.proxy.ID+".log"))
@@ -345,9 +361,9 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 		Stderr:  appLog,
 	}, m.logger)
 	if err != nil {
-		r.sidecar.Stop(time.Second)
 		return nil, fmt.Errorf("app %q: %w", strings.Join(cmd, " "), err)
 	}
+	started = true
 	return r, nil
 }
 
@@ -394,7 +410,9 @@ func (m *Mesh) sidecarCommand(r *replicaRun, nodeJSON, logDir string) []string {
 		"--xds-address", xds,
 		"--node-json", nodeJSON,
 		"--admin-address", r.adminAddr(),
-		"--metrics-address", r.metricsAddr()}
+		"--metrics-address", r.metricsAddr(),
+		"--ca-token-file", r.identity.tokenFile,
+		"--trust-domain", m.sec.ca.TrustDomain().Name()}
 	if !m.opts.NoAccessLogs {
 		r.accessLog = filepath.Join(logDir, r.proxy.ID+".access.log")
 		cmd = append(cmd, "--access-log", r.accessLog)

@@ -27,6 +27,9 @@ func (m *Mesh) Status() api.Status {
 	}
 	for _, p := range proxies {
 		ap := api.Proxy{ID: p.ID, Connected: p.Connected, Version: p.Version, Acked: p.Acked, InSync: p.InSync}
+		if c, ok := m.sec.issuedTo(p.ID); ok {
+			ap.SPIFFEID, ap.CertExpiry = c.id, c.notAfter
+		}
 		if p.NACK != nil {
 			ap.NACK = &api.NACK{Type: p.NACK.TypeURL, Version: p.NACK.Version, Message: p.NACK.Message, At: p.NACK.At}
 		}

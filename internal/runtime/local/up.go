@@ -52,6 +52,15 @@ type Options struct {
 	// settings (see model.Mesh); zero values are the defaults.
 	OutboundTrafficPolicy    model.OutboundTrafficPolicy
 	ProtocolDetectionTimeout time.Duration
+	// CADir holds the CA's files; <StateDir>/ca when empty. Put Istio's plug-in files
+	// (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) there to reuse a CA.
+	CADir string
+	// CertTTL is the workload certificate lifetime; 24h when zero.
+	CertTTL time.Duration
+	// TrustDomain of workload SPIFFE IDs; cluster.local when empty.
+	TrustDomain string
+	// RootNamespace is Istio's meshConfig.rootNamespace; istio-system when empty.
+	RootNamespace string
 	// ProxyArgs are extra flags for every sidecar (tracing, metric label drops).
 	ProxyArgs []string
 	// NoAccessLogs turns off the per-sidecar access log <state>/logs/<proxy>.access.log.
@@ -65,6 +74,7 @@ type Mesh struct {
 	opts    Options
 	logger  *slog.Logger
 	xds     *server.Server
+	sec     *security
 	xdsAddr string
 	// monitoringAddr serves the control plane's /metrics; dashboardAddr the dashboard.
 	monitoringAddr, dashboardAddr string
@@ -146,7 +156,10 @@ func Run(ctx context.Context, opts Options) error {
 		workloads:    map[model.NamespacedName]*workloadRun{},
 		pushedHealth: map[string]bool{},
 	}
-	m.xds = server.New(server.Options{Logger: opts.Logger.With("component", "xds")})
+	if m.sec, err = newSecurity(opts, opts.Logger); err != nil {
+		return fmt.Errorf("certificate authority: %w", err)
+	}
+	m.xds = server.New(server.Options{Logger: opts.Logger.With("component", "xds"), Register: m.sec.register})
 	if opts.OnServer != nil {
 		opts.OnServer(m.xds)
 	}
@@ -271,8 +284,9 @@ func errorLines(err error) []string {
 	return []string{err.Error()}
 }
 
-// push sends the current config plus registry endpoints to the control plane.
-func (m *Mesh) push() {
+// push sends the current config plus registry endpoints and the CA's trust bundle to
+// the control plane, and returns the generation pushed.
+func (m *Mesh) push() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pushGen++
@@ -281,7 +295,10 @@ func (m *Mesh) push() {
 	mesh.Endpoints = m.endpointsLocked()
 	mesh.OutboundTrafficPolicy = m.opts.OutboundTrafficPolicy
 	mesh.ProtocolDetectionTimeout = m.opts.ProtocolDetectionTimeout
+	mesh.Security = m.sec.meshSecurity()
+	mesh.RootNamespace = m.opts.RootNamespace
 	m.xds.Update(&mesh)
+	return m.pushGen
 }
 
 func (m *Mesh) endpointsLocked() []model.Endpoint {

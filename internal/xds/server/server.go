@@ -6,8 +6,6 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,12 +20,10 @@ import (
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	"skein.dev/skein/internal/model"
 	"skein.dev/skein/internal/xds/translate"
@@ -95,6 +91,7 @@ type Server struct {
 	// pushMu serialises translate+SetSnapshot, so a node's versions never go backwards.
 	// It is never taken while holding mu.
 	pushMu sync.Mutex
+	push   pushCache // guarded by pushMu
 
 	mu   sync.Mutex
 	mesh *model.Mesh
@@ -382,7 +379,7 @@ func (s *Server) pushNodeLocked(id string) error {
 	if mesh == nil {
 		mesh = &model.Mesh{}
 	}
-	res, err := translate.ForProxy(mesh, proxy)
+	res, err := s.indexFor(mesh).ForProxy(proxy)
 	if err != nil {
 		return s.recordError(id, fmt.Errorf("node %s: %w", id, err))
 	}
@@ -392,7 +389,7 @@ func (s *Server) pushNodeLocked(id string) error {
 // setResources sets a snapshot versioned "<prefix>-<content hash>", unless the content
 // is what the node already has. Callers hold pushMu.
 func (s *Server) setResources(id, prefix string, res *translate.Resources) error {
-	hash, err := contentHash(res)
+	hash, err := s.hashResources(res)
 	if err != nil {
 		return s.recordError(id, fmt.Errorf("node %s: %w", id, err))
 	}
@@ -453,24 +450,6 @@ func (s *Server) recordError(id string, err error) error {
 	}
 	s.lastErr = err
 	return err
-}
-
-// contentHash identifies the resources' content, so unchanged nodes are not re-pushed.
-func contentHash(res *translate.Resources) (string, error) {
-	h := sha256.New()
-	opts := proto.MarshalOptions{Deterministic: true}
-	for _, group := range [][]types.Resource{res.Listeners, res.Routes, res.Clusters, res.Endpoints, res.Secrets} {
-		for _, r := range group {
-			b, err := opts.Marshal(r)
-			if err != nil {
-				return "", fmt.Errorf("hash resources: %w", err)
-			}
-			fmt.Fprintf(h, "%d:", len(b))
-			h.Write(b)
-		}
-		h.Write([]byte{'|'})
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // shortType names a type URL as people do (LDS, RDS, CDS, EDS, SDS).

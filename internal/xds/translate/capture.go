@@ -194,7 +194,7 @@ func (b *builder) virtualInbound() *listener.Listener {
 			// Under mTLS the protocol cannot be sniffed before TLS ends: an undeclared
 			// port's mTLS traffic is proxied as TCP.
 			anyTLS = true
-			chains = append(chains, b.mtlsChain(name+"mtls", match("", nil), b.inboundFilter(cp, declared.IsHTTP()), declared.IsHTTP()))
+			chains = append(chains, b.mtlsChain(name+"mtls", match("", nil), b.inboundFilters(cp, declared.IsHTTP()), declared.IsHTTP()))
 			if mode == model.MTLSStrict {
 				continue // plaintext to this port matches no chain: refused
 			}
@@ -205,29 +205,30 @@ func (b *builder) virtualInbound() *listener.Listener {
 		}
 		if declared == model.ProtocolUnknown {
 			chains = append(chains,
-				filterChain(name+"http", match(plainTransport, sniffedProtocols), b.inboundFilter(cp, true)),
-				filterChain(name, match(plainTransport, nil), b.inboundFilter(cp, false)))
+				filterChain(name+"http", match(plainTransport, sniffedProtocols), b.inboundFilters(cp, true)...),
+				filterChain(name, match(plainTransport, nil), b.inboundFilters(cp, false)...))
 			continue
 		}
-		chains = append(chains, filterChain(name, match(plainTransport, nil), b.inboundFilter(cp, declared.IsHTTP())))
+		chains = append(chains, filterChain(name, match(plainTransport, nil), b.inboundFilters(cp, declared.IsHTTP())...))
 	}
 	// Other ports pass through to the app at their original destination, under the
 	// workload's mode: a chain without destination_port, so a connection to a
 	// declared port that its chains refuse (plaintext under STRICT) cannot fall back
 	// to it, as Envoy never backtracks.
-	passthrough := b.tcpProxy(InboundPassthroughName, []weightedCluster{{name: InboundPassthroughName, weight: 100}})
+	// Authorization applies there too (network RBAC before tcp_proxy, as Istio does).
+	passthrough := append(b.networkRBACFilters(0), b.tcpProxy(InboundPassthroughName, []weightedCluster{{name: InboundPassthroughName, weight: 100}}))
 	mode := model.MTLSDisable
 	if b.secure() {
 		mode = b.inboundMode(0)
 	}
 	switch mode {
 	case model.MTLSDisable:
-		chains = append(chains, filterChain(InboundPassthroughChainName, nil, passthrough))
+		chains = append(chains, filterChain(InboundPassthroughChainName, nil, passthrough...))
 	default:
 		anyTLS = true
 		chains = append(chains, b.mtlsChain(InboundPassthroughChainName+"-mtls", &listener.FilterChainMatch{}, passthrough, false))
 		if mode == model.MTLSPermissive {
-			chains = append(chains, filterChain(InboundPassthroughChainName, &listener.FilterChainMatch{TransportProtocol: "raw_buffer"}, passthrough))
+			chains = append(chains, filterChain(InboundPassthroughChainName, &listener.FilterChainMatch{TransportProtocol: "raw_buffer"}, passthrough...))
 		}
 	}
 	l := &listener.Listener{
@@ -307,8 +308,8 @@ func (b *builder) detectionTimeout(l *listener.Listener, sniffed []int) {
 	l.ContinueOnListenerFiltersTimeout = true
 }
 
-func filterChain(name string, match *listener.FilterChainMatch, f *listener.Filter) *listener.FilterChain {
-	return &listener.FilterChain{Name: name, FilterChainMatch: match, Filters: []*listener.Filter{f}}
+func filterChain(name string, match *listener.FilterChainMatch, f ...*listener.Filter) *listener.FilterChain {
+	return &listener.FilterChain{Name: name, FilterChainMatch: match, Filters: f}
 }
 
 // withVIP keeps the service ports that have a VIP no earlier one has (a duplicate
@@ -348,7 +349,8 @@ func (b *builder) captureRoutes() ([]types.Resource, error) {
 		sort.Slice(sps, func(i, j int) bool { return sps[i].host < sps[j].host })
 		rc := &route.RouteConfiguration{Name: OutboundRouteName(g.port)}
 		for _, sp := range sps {
-			vh, err := b.virtualHost(sp, b.captureDomains(sp))
+			sp := sp
+			vh, err := b.virtualHost(sp, "capture|"+b.domainsVariant(sp), func() []string { return b.captureDomains(sp) })
 			if err != nil {
 				return nil, err
 			}

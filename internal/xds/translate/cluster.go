@@ -26,18 +26,14 @@ const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolO
 func (b *builder) clusters() []types.Resource {
 	var out []*cluster.Cluster
 	for _, sp := range b.ports {
-		dr := b.mesh.DestinationRuleFor(sp.host)
-		c := b.outboundCluster(sp, "", loadBalancer(dr, nil))
-		b.applyUpstreamTLS(c, sp, "")
-		out = append(out, c)
+		dr := b.idx.rules[sp.host]
+		out = append(out, b.outboundCluster(sp, "", loadBalancer(dr, nil)))
 		if dr == nil {
 			continue
 		}
 		for i := range dr.Subsets {
 			ss := &dr.Subsets[i]
-			c := b.outboundCluster(sp, ss.Name, loadBalancer(dr, ss))
-			b.applyUpstreamTLS(c, sp, ss.Name)
-			out = append(out, c)
+			out = append(out, b.outboundCluster(sp, ss.Name, loadBalancer(dr, ss)))
 		}
 	}
 	for _, cp := range b.inboundPorts() {
@@ -49,7 +45,25 @@ func (b *builder) clusters() []types.Resource {
 	return sortByName(out)
 }
 
+// outboundCluster, with its upstream TLS, is the same for every sidecar (and for
+// every generic client, which get no TLS): built once per Index and kind of node, and
+// never modified afterwards.
 func (b *builder) outboundCluster(sp servicePort, subset string, lb cluster.Cluster_LbPolicy) *cluster.Cluster {
+	key := sp.cluster
+	if subset != "" {
+		key = OutboundClusterName(sp.port.Port, subset, sp.host)
+	}
+	if b.secure() {
+		key += "|tls"
+	}
+	return shared(b, b.idx.clusters, key, func() *cluster.Cluster {
+		c := b.newOutboundCluster(sp, subset, lb)
+		b.applyUpstreamTLS(c, sp, subset)
+		return c
+	})
+}
+
+func (b *builder) newOutboundCluster(sp servicePort, subset string, lb cluster.Cluster_LbPolicy) *cluster.Cluster {
 	return &cluster.Cluster{
 		Name:                          OutboundClusterName(sp.port.Port, subset, sp.host),
 		ClusterDiscoveryType:          &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
@@ -215,7 +229,8 @@ func (b *builder) declaredInboundProtocol(containerPort int) model.Protocol {
 			labels = w.Labels
 		}
 	}
-	for _, sp := range b.ports {
+	for _, i := range b.idx.nsPorts[b.proxy.Workload.Namespace] {
+		sp := b.allPorts[i]
 		if sp.svc.Namespace != b.proxy.Workload.Namespace || !model.Selects(sp.svc.Selector, labels) {
 			continue
 		}

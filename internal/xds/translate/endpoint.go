@@ -17,8 +17,8 @@ import (
 func (b *builder) endpoints() []types.Resource {
 	var out []*endpoint.ClusterLoadAssignment
 	for _, sp := range b.ports {
-		out = append(out, b.loadAssignment(OutboundClusterName(sp.port.Port, "", sp.host), sp, nil))
-		dr := b.mesh.DestinationRuleFor(sp.host)
+		out = append(out, b.loadAssignment(sp.cluster, sp, nil))
+		dr := b.idx.rules[sp.host]
 		if dr == nil {
 			continue
 		}
@@ -32,9 +32,17 @@ func (b *builder) endpoints() []types.Resource {
 // loadAssignment selects the endpoints of a service port (and subset): same namespace,
 // selected by the service selector and the subset labels, and carrying the port's target
 // port for that endpoint's workload.
+// It is the same for every proxy: built once per Index.
 func (b *builder) loadAssignment(name string, sp servicePort, subsetLabels map[string]string) *endpoint.ClusterLoadAssignment {
+	return shared(b, b.idx.assignments, name, func() *endpoint.ClusterLoadAssignment {
+		return b.newLoadAssignment(name, sp, subsetLabels)
+	})
+}
+
+func (b *builder) newLoadAssignment(name string, sp servicePort, subsetLabels map[string]string) *endpoint.ClusterLoadAssignment {
 	var eps []model.Endpoint
-	for _, e := range b.mesh.Endpoints {
+	for _, i := range b.idx.candidates(sp.svc.Namespace, sp.svc.Selector) {
+		e := b.mesh.Endpoints[i]
 		if e.Workload.Namespace != sp.svc.Namespace || !model.Selects(sp.svc.Selector, e.Labels) || !hasLabels(e.Labels, subsetLabels) {
 			continue
 		}

@@ -52,20 +52,22 @@ func (b *builder) listeners() ([]types.Resource, error) {
 func (b *builder) inboundListener(containerPort int) *listener.Listener {
 	name := InboundListenerName(containerPort)
 	http := b.inboundProtocol(containerPort).IsHTTP()
-	l := b.listener(name, b.proxy.InboundPorts[containerPort], b.inboundFilter(containerPort, http))
+	l := b.listener(name, b.proxy.InboundPorts[containerPort], b.inboundFilters(containerPort, http)...)
 	b.secureInbound(l, containerPort, http)
 	return l
 }
 
-// inboundFilter is the network filter for a container port's inbound traffic: an HTTP
-// connection manager with an inline route to the inbound cluster, or a tcp_proxy to
-// it. It is the same in both capture modes: CaptureNone puts it in the port's own
-// listener, CaptureIPTables in virtualInbound's chain for the port.
-func (b *builder) inboundFilter(containerPort int, http bool) *listener.Filter {
+// inboundFilters are the network filters for a container port's inbound traffic: an
+// HTTP connection manager (jwt_authn and RBAC HTTP filters before the router) with an
+// inline route to the inbound cluster, or network RBAC filters then a tcp_proxy to it.
+// They are the same in both capture modes: CaptureNone puts them in the port's own
+// listener's chains, CaptureIPTables in virtualInbound's chains for the port.
+func (b *builder) inboundFilters(containerPort int, http bool) []*listener.Filter {
 	name := InboundListenerName(containerPort)
 	cluster := InboundClusterName(containerPort)
 	if !http {
-		return b.tcpProxy(name, []weightedCluster{{name: cluster, weight: 100}})
+		// Network RBAC filters (rbac.go) run before tcp_proxy.
+		return append(b.networkRBACFilters(containerPort), b.tcpProxy(name, []weightedCluster{{name: cluster, weight: 100}}))
 	}
 	rc := &route.RouteConfiguration{
 		Name: name,
@@ -82,16 +84,34 @@ func (b *builder) inboundFilter(containerPort int, http bool) *listener.Filter {
 			}},
 		}},
 	}
-	return b.httpConnectionManager(name, rc, b.forwardClientCert)
+	return []*listener.Filter{b.httpConnectionManager(name, rc, b.forwardClientCert, b.withHTTPFilters(b.inboundHTTPFilters(containerPort)))}
 }
 
-// listener wraps one network filter in the single filter chain the proxy accepts.
-func (b *builder) listener(name string, port int, filter *listener.Filter) *listener.Listener {
+// inboundHTTPFilters are the HTTP filters before the router on an inbound listener, in
+// Istio's order: jwt_authn (jwt.go), then RBAC AUDIT, DENY, ALLOW (rbac.go).
+func (b *builder) inboundHTTPFilters(containerPort int) []*hcm.HttpFilter {
+	var out []*hcm.HttpFilter
+	if f := b.jwtFilter(); f != nil {
+		out = append(out, f)
+	}
+	return append(out, b.httpRBACFilters(containerPort)...)
+}
+
+// withHTTPFilters puts filters before the router.
+func (b *builder) withHTTPFilters(filters []*hcm.HttpFilter) func(*hcm.HttpConnectionManager) {
+	return func(m *hcm.HttpConnectionManager) {
+		m.HttpFilters = append(append([]*hcm.HttpFilter(nil), filters...), m.HttpFilters...)
+	}
+}
+
+// listener wraps network filters (the terminal one last) in the single filter chain
+// the proxy accepts.
+func (b *builder) listener(name string, port int, filters ...*listener.Filter) *listener.Listener {
 	return &listener.Listener{
 		Name:         name,
 		Address:      socketAddress(b.proxy.IP, port),
 		StatPrefix:   name,
-		FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{filter}}},
+		FilterChains: []*listener.FilterChain{{Filters: filters}},
 	}
 }
 

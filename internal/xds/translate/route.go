@@ -42,7 +42,7 @@ func (b *builder) routes() ([]types.Resource, error) {
 			if !sp.port.Protocol.IsHTTP() {
 				continue
 			}
-			vh, err := b.virtualHost(sp, b.domains(sp))
+			vh, err := b.virtualHost(sp, b.domainsVariant(sp), func() []string { return b.domains(sp) })
 			if err != nil {
 				return nil, err
 			}
@@ -66,7 +66,7 @@ func (b *builder) routes() ([]types.Resource, error) {
 // singleHostRoute is the route of a listener dedicated to one service port: one virtual
 // host matching any Host.
 func (b *builder) singleHostRoute(sp servicePort) (*route.RouteConfiguration, error) {
-	vh, err := b.virtualHost(sp, []string{"*"})
+	vh, err := b.virtualHost(sp, "*", func() []string { return []string{"*"} })
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,15 @@ func (b *builder) singleHostRoute(sp servicePort) (*route.RouteConfiguration, er
 	}, nil
 }
 
-func (b *builder) virtualHost(sp servicePort, domains []string) (*route.VirtualHost, error) {
+// virtualHost depends only on the service port and its domains, which variant names
+// (see domainsVariant): built once per Index, service port and variant.
+func (b *builder) virtualHost(sp servicePort, variant string, domains func() []string) (*route.VirtualHost, error) {
+	return cached(b.idx, b.idx.vhosts, sp.key+"|"+variant, func() (*route.VirtualHost, error) {
+		return b.newVirtualHost(sp, domains())
+	})
+}
+
+func (b *builder) newVirtualHost(sp servicePort, domains []string) (*route.VirtualHost, error) {
 	routes, err := b.httpRoutes(sp)
 	if err != nil {
 		return nil, err
@@ -110,6 +118,15 @@ func (b *builder) domains(sp servicePort) []string {
 	return out
 }
 
+// domainsVariant names the set of domains b.domains gives sp for this proxy: it differs
+// only by whether the proxy is in the service's namespace (short names).
+func (b *builder) domainsVariant(sp servicePort) string {
+	if b.proxy != nil && b.proxy.Workload.Namespace == sp.svc.Namespace {
+		return "local"
+	}
+	return "remote"
+}
+
 func httpPortCount(s *model.Service) int {
 	n := 0
 	for _, p := range s.Ports {
@@ -123,17 +140,7 @@ func httpPortCount(s *model.Service) int {
 // virtualServiceFor returns the first VirtualService (in model order) that names the
 // host and applies to sidecars (no gateways, or the "mesh" gateway).
 func (b *builder) virtualServiceFor(host string) *model.VirtualService {
-	for _, vs := range b.mesh.VirtualServices {
-		if !appliesToMesh(vs) {
-			continue
-		}
-		for _, h := range vs.Hosts {
-			if h == host {
-				return vs
-			}
-		}
-	}
-	return nil
+	return b.idx.vs[host]
 }
 
 func appliesToMesh(vs *model.VirtualService) bool {
@@ -240,7 +247,7 @@ func (b *builder) destinationClusters(vs *model.VirtualService, dests []model.Ro
 	for _, d := range dests {
 		port := d.Port
 		if port == 0 {
-			switch svc := b.mesh.ServiceByHost(d.Host); {
+			switch svc := b.idx.services[d.Host]; {
 			case d.Host == sp.host:
 				port = sp.port.Port
 			case svc != nil && len(svc.Ports) == 1:

@@ -232,7 +232,7 @@ func (b *builder) secureInbound(l *listener.Listener, containerPort int, http bo
 		return
 	}
 	plain := l.FilterChains[0]
-	mtls := b.mtlsChain("mtls", &listener.FilterChainMatch{}, plain.Filters[0], http)
+	mtls := b.mtlsChain("mtls", &listener.FilterChainMatch{}, plain.Filters, http)
 	l.ListenerFilters = []*listener.ListenerFilter{{
 		Name:       ListenerTLSInspector,
 		ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: b.toAny(&tlsinspector.TlsInspector{})},
@@ -251,9 +251,9 @@ func (b *builder) secureInbound(l *listener.Listener, containerPort int, http bo
 }
 
 // mtlsChain is an inbound filter chain that terminates mesh mTLS (the workload's
-// certificate, peers verified against the trust bundle) in front of filter; match gets
+// certificate, peers verified against the trust bundle) in front of filters; match gets
 // transport_protocol "tls".
-func (b *builder) mtlsChain(name string, match *listener.FilterChainMatch, filter *listener.Filter, http bool) *listener.FilterChain {
+func (b *builder) mtlsChain(name string, match *listener.FilterChainMatch, filters []*listener.Filter, http bool) *listener.FilterChain {
 	alpn := []string(nil)
 	if http {
 		alpn = alpnHTTP
@@ -274,7 +274,7 @@ func (b *builder) mtlsChain(name string, match *listener.FilterChainMatch, filte
 	}
 	m := proto.Clone(match).(*listener.FilterChainMatch)
 	m.TransportProtocol = "tls"
-	return &listener.FilterChain{Name: name, FilterChainMatch: m, Filters: []*listener.Filter{filter}, TransportSocket: b.tlsSocket(ctx)}
+	return &listener.FilterChain{Name: name, FilterChainMatch: m, Filters: filters, TransportSocket: b.tlsSocket(ctx)}
 }
 
 // forwardClientCert makes an inbound HTTP connection manager add the caller's

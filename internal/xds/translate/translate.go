@@ -66,9 +66,10 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // without SKEIN_PROXY metadata: proxyless gRPC, Envoy): it gets outbound clusters,
 // endpoints and one route configuration per HTTP service port, and no listeners.
 func ForProxy(mesh *model.Mesh, proxy *model.Proxy) (*Resources, error) {
-	if mesh == nil {
-		mesh = &model.Mesh{}
-	}
+	return forProxy(NewIndex(mesh), proxy)
+}
+
+func forProxy(idx *Index, proxy *model.Proxy) (*Resources, error) {
 	if proxy != nil {
 		if proxy.Role != "" && proxy.Role != model.RoleSidecar {
 			return nil, fmt.Errorf("proxy %s: role %q: %w", proxy.ID, proxy.Role, ErrUnsupportedProxy)
@@ -77,7 +78,7 @@ func ForProxy(mesh *model.Mesh, proxy *model.Proxy) (*Resources, error) {
 			return nil, fmt.Errorf("proxy %s: capture mode %q: %w", proxy.ID, proxy.Capture, ErrUnsupportedProxy)
 		}
 	}
-	b := newBuilder(mesh, proxy)
+	b := newBuilder(idx, proxy)
 	res := &Resources{
 		Clusters:  b.clusters(),
 		Endpoints: b.endpoints(),
@@ -98,53 +99,60 @@ func ForProxy(mesh *model.Mesh, proxy *model.Proxy) (*Resources, error) {
 
 // builder holds the read-only indexes one translation needs.
 type builder struct {
+	idx       *Index
 	mesh      *model.Mesh
 	proxy     *model.Proxy // nil: generic client
 	suffix    string
-	ports     []servicePort // every service port, sorted by host then port
+	ports     []servicePort   // service ports in the proxy's scope, sorted by host then port
+	allPorts  []servicePort   // every service port (inbound protocol detection)
+	inScope   map[string]bool // hosts in ports; nil: every host
 	workloads map[model.NamespacedName]*model.Workload
 	err       error // first internal (marshalling) error
 }
 
 // servicePort is one port of one service, with its hostname.
 type servicePort struct {
-	svc  *model.Service
-	host string
-	port model.ServicePort
+	svc     *model.Service
+	host    string
+	port    model.ServicePort
+	key     string // model.UpstreamKey(host, port)
+	cluster string // OutboundClusterName(port, "", host)
 }
 
-func newBuilder(mesh *model.Mesh, proxy *model.Proxy) *builder {
+func newBuilder(idx *Index, proxy *model.Proxy) *builder {
 	b := &builder{
-		mesh:      mesh,
+		idx:       idx,
+		mesh:      idx.mesh,
 		proxy:     proxy,
-		suffix:    mesh.Suffix(),
-		workloads: make(map[model.NamespacedName]*model.Workload, len(mesh.Workloads)),
+		suffix:    idx.suffix,
+		workloads: idx.workloads,
+		allPorts:  idx.ports,
 	}
-	for _, w := range mesh.Workloads {
-		b.workloads[w.NamespacedName] = w
-	}
-	for _, s := range mesh.Services {
-		for _, p := range s.Ports {
-			b.ports = append(b.ports, servicePort{svc: s, host: s.Hostname(b.suffix), port: p})
-		}
-	}
-	sort.Slice(b.ports, func(i, j int) bool {
-		if b.ports[i].host != b.ports[j].host {
-			return b.ports[i].host < b.ports[j].host
-		}
-		return b.ports[i].port.Port < b.ports[j].port.Port
-	})
+	b.ports, b.inScope = b.scopePorts(b.allPorts)
 	return b
 }
 
 // servicePort finds a service port by hostname and number.
 func (b *builder) servicePort(host string, port int) (servicePort, bool) {
-	for _, sp := range b.ports {
-		if sp.host == host && sp.port.Port == port {
-			return sp, true
-		}
+	i, ok := b.idx.portIndex[model.UpstreamKey(host, port)]
+	if !ok || (b.inScope != nil && !b.inScope[host]) {
+		return servicePort{}, false
 	}
-	return servicePort{}, false
+	return b.idx.ports[i], true
+}
+
+// shared returns the Index's cached resource under key, building it with build on
+// first use. A marshalling error while building is not cached: it stays this builder's.
+func shared[T any](b *builder, cache map[string]T, key string, build func() T) T {
+	v, _ := cached(b.idx, cache, key, func() (T, error) {
+		before := b.err
+		v := build()
+		if b.err != nil && before == nil {
+			return v, b.err
+		}
+		return v, nil
+	})
+	return v
 }
 
 // targetPort resolves a service port's target port for one workload: the number, the
