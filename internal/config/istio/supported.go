@@ -63,10 +63,26 @@ func AllowField(fd protoreflect.FieldDescriptor) bool {
 	if supportedFields[fd.FullName()] || clientTLSFields[fd.FullName()] || securityFields[fd.FullName()] {
 		return true
 	}
+	if extraFields[fd.FullName()] {
+		return true
+	}
 	for _, f := range sidecarFields {
 		if protoreflect.FullName(f) == fd.FullName() {
 			return true
 		}
 	}
 	return false
+}
+
+// extraFields collects allow lists registered by feature files with allowFields, so
+// each feature (routing, traffic policy, ServiceEntry, gateways...) keeps its fields
+// next to its adapter code.
+var extraFields = map[protoreflect.FullName]bool{}
+
+// allowFields registers implemented Istio fields by full proto name; call it from an
+// init function of the file that implements them.
+func allowFields(names ...string) {
+	for _, n := range names {
+		extraFields[protoreflect.FullName(n)] = true
+	}
 }
