@@ -56,6 +56,9 @@ type Chain struct {
 	// else; HTTPFilters run on each request before the router (filters.go).
 	NetworkFilters []filter.Network
 	HTTPFilters    []filter.HTTP
+	// CORS and Fault say whether the chain has those filters, which act on the matched
+	// route's per-filter config (route_actions.go).
+	CORS, Fault bool
 	// TLS terminates TLS; nil means plaintext. Err is set instead when the chain's
 	// TLS context could not be built: its connections are closed.
 	TLS *tlsconf.Server
@@ -139,6 +142,10 @@ func CompileWith(u xdsclient.Update, prev *Config, env tlsconf.Env, deps FilterD
 				cc.Codec = c.HTTP.Codec
 				cc.XFCC, cc.XFCCDetails = c.HTTP.ForwardClientCert, c.HTTP.ClientCertDetails
 				cc.HTTPFilters = compileHTTPFilters(name, c.HTTP.Filters, deps)
+				for _, f := range c.HTTP.Filters {
+					cc.CORS = cc.CORS || f.CORS
+					cc.Fault = cc.Fault || f.Fault
+				}
 				if c.HTTP.Inline != nil {
 					cc.Routes = route.New(c.HTTP.Inline)
 				} else {
