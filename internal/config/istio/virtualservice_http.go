@@ -419,3 +419,56 @@ func cors(c *networking.CorsPolicy, path string, is *issues) *model.CORSPolicy {
 	}
 	return out
 }
+
+// Annotations of a VirtualService that configure skein's retry budget (a Linkerd-style
+// extension) for every HTTP route of the VirtualService whose retries are enabled.
+const (
+	AnnotationBudgetRatio        = "retry.skein.dev/budget-ratio"
+	AnnotationBudgetMinPerSecond = "retry.skein.dev/budget-min-retries-per-second"
+	AnnotationBudgetTTL          = "retry.skein.dev/budget-ttl"
+)
+
+// ApplyRetryBudget reads the retry budget annotations and sets the budget on every
+// HTTP route of vs (routes without a retry policy get Istio's default policy with the
+// budget). Defaults as Linkerd's: min 10 retries per second, TTL 10s; the ratio is
+// required to enable the budget.
+func ApplyRetryBudget(vs *model.VirtualService, annotations map[string]string) []strict.Issue {
+	var is issues
+	path := func(k string) string { return strict.Key("metadata.annotations", k) }
+	ratioText, ok := annotations[AnnotationBudgetRatio]
+	if !ok {
+		for _, k := range []string{AnnotationBudgetMinPerSecond, AnnotationBudgetTTL} {
+			if _, set := annotations[k]; set {
+				is.add(path(k), "%s needs %s", k, AnnotationBudgetRatio)
+			}
+		}
+		return is
+	}
+	bud := &model.RetryBudget{MinPerSecond: 10, TTL: 10 * time.Second}
+	r, err := strconv.ParseFloat(ratioText, 64)
+	if err != nil || r < 0 || r > 1000 {
+		is.add(path(AnnotationBudgetRatio), "ratio %q: a number from 0 to 1000 (e.g. 0.2: retries may add 20%% to the requests)", ratioText)
+	}
+	bud.Ratio = r
+	if v, ok := annotations[AnnotationBudgetMinPerSecond]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 1000000 {
+			is.add(path(AnnotationBudgetMinPerSecond), "%q: a whole number of retries per second, 0 or more", v)
+		}
+		bud.MinPerSecond = n
+	}
+	if v, ok := annotations[AnnotationBudgetTTL]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second || d > time.Minute {
+			is.add(path(AnnotationBudgetTTL), "%q: a duration from 1s to 60s", v)
+		}
+		bud.TTL = d
+	}
+	for i := range vs.HTTP {
+		if vs.HTTP[i].Retries == nil {
+			vs.HTTP[i].Retries = model.DefaultRetryPolicy()
+		}
+		vs.HTTP[i].Retries.Budget = bud
+	}
+	return is
+}

@@ -25,6 +25,9 @@ import (
 type Config struct {
 	Listeners map[string]*Listener
 	Clusters  map[string]*upstream.Cluster
+	// routeTables are the compiled RDS tables, kept so the next compile can carry
+	// their retry budgets over.
+	routeTables map[string]*route.Table
 }
 
 // Listener is a compiled listener: its filter chains (TCP) or DNS table (UDP).
@@ -127,8 +130,13 @@ func CompileWith(u xdsclient.Update, prev *Config, env tlsconf.Env, deps FilterD
 	}
 	tables := make(map[string]*route.Table, len(u.Routes))
 	for name, rc := range u.Routes {
-		tables[name] = route.New(rc)
+		var old *route.Table
+		if prev != nil {
+			old = prev.routeTables[name]
+		}
+		tables[name] = route.Compile(rc, old)
 	}
+	cfg.routeTables = tables
 	for name, l := range u.Listeners {
 		compileChain := func(c *resource.FilterChain) *Chain {
 			cc := &Chain{Name: c.Name, NetworkFilters: compileNetworkFilters(name, c.Filters, deps)}

@@ -66,12 +66,23 @@ func (rt *Route) MatchKind() resource.PathKind { return rt.match.Kind }
 func (rt *Route) MatchedPrefix() string { return rt.match.Path }
 
 // New compiles a route configuration.
-func New(rc *resource.RouteConfig) *Table {
+func New(rc *resource.RouteConfig) *Table { return Compile(rc, nil) }
+
+// Compile compiles a route configuration; routes of prev (may be nil) with the same
+// virtual host, name and retry budget settings lend their budget state, so a config
+// swap does not reset retry budgets.
+func Compile(rc *resource.RouteConfig, prev *Table) *Table {
 	t := &Table{Name: rc.Name, exact: map[string]*VirtualHost{}}
 	for _, v := range rc.VirtualHosts {
 		vh := &VirtualHost{Name: v.Name}
 		for _, r := range v.Routes {
-			vh.Routes = append(vh.Routes, compileRoute(r))
+			cr := compileRoute(r)
+			if cr.Budget != nil && prev != nil {
+				if old := prev.budgetOf(v.Name, r.Name); old != nil && old.cfg == cr.Budget.cfg {
+					cr.Budget = old
+				}
+			}
+			vh.Routes = append(vh.Routes, cr)
 		}
 		for _, d := range v.Domains {
 			d = strings.ToLower(d)
@@ -104,6 +115,37 @@ func compileRoute(r resource.Route) *Route {
 		cr.cumul = append(cr.cumul, cr.total)
 	}
 	return cr
+}
+
+// budgetOf finds the retry budget of a named route of a named virtual host.
+func (t *Table) budgetOf(vhost, route string) *Budget {
+	var found *Budget
+	t.eachVirtualHost(func(vh *VirtualHost) {
+		if vh.Name != vhost {
+			return
+		}
+		for _, r := range vh.Routes {
+			if r.Name == route && r.Budget != nil && found == nil {
+				found = r.Budget
+			}
+		}
+	})
+	return found
+}
+
+func (t *Table) eachVirtualHost(fn func(*VirtualHost)) {
+	for _, vh := range t.exact {
+		fn(vh)
+	}
+	for _, w := range t.suffix {
+		fn(w.vh)
+	}
+	for _, w := range t.prefix {
+		fn(w.vh)
+	}
+	if t.any != nil {
+		fn(t.any)
+	}
 }
 
 // VirtualHost finds the virtual host for a Host/:authority value. As Envoy does, the
