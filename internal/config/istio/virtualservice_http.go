@@ -230,7 +230,7 @@ func headerOps(o *networking.Headers_HeaderOperations, path string, is *issues) 
 			is.add(p, "invalid header name %q", name)
 		}
 		if lower := strings.ToLower(name); lower == "host" || strings.HasPrefix(lower, ":") {
-			is.add(p, "header %q cannot be changed here (use rewrite.authority)", name)
+			is.add(p, "header %q cannot be edited (Host: use rewrite.authority)", name)
 		}
 	}
 	lowerMap := func(in map[string]string, field string) map[string]string {
