@@ -20,12 +20,17 @@ func (vs *VirtualService) IsDelegate() bool { return len(vs.Hosts) == 0 }
 // delegate that does not exist drops the rule (the config loader reports it first).
 func ResolveDelegates(vses []*VirtualService) []*VirtualService {
 	delegates := map[NamespacedName]*VirtualService{}
+	roots := false
 	for _, vs := range vses {
 		if vs.IsDelegate() {
 			delegates[vs.NamespacedName] = vs
 		}
+		roots = roots || hasDelegation(vs)
 	}
-	out := make([]*VirtualService, 0, len(vses))
+	if len(delegates) == 0 && !roots {
+		return vses
+	}
+	var out []*VirtualService
 	for _, vs := range vses {
 		if vs.IsDelegate() {
 			continue
