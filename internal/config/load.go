@@ -392,6 +392,9 @@ func (l *loader) finish() (*model.Mesh, error) {
 		case *model.PeerAuthentication:
 			v.Source = o.src
 			mesh.PeerAuthentications = append(mesh.PeerAuthentications, v)
+		case *model.Telemetry:
+			v.Source = o.src
+			mesh.Telemetries = append(mesh.Telemetries, v)
 		}
 	}
 	resolveEntryHosts(mesh, cat)
