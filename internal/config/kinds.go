@@ -33,7 +33,7 @@ const (
 	kindSidecar               = "Sidecar"
 )
 
-const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication"
+const supportedKinds = "skein.dev/v1alpha1 Workload, v1 Secret and Namespace, gateway.networking.k8s.io GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute and ReferenceGrant, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication"
 
 // kind says how one kind of object is checked, decoded, translated and cross-checked.
 type kind struct {
@@ -57,7 +57,7 @@ var securityVersions = peerAuthenticationVersions
 // kinds returns the table of accepted kinds. A function, not a package variable, so
 // there is no mutable package state.
 func kinds() []kind {
-	return []kind{
+	return append([]kind{
 		{
 			name: kindService, apiVersions: []string{"v1"},
 			checkType: reflect.TypeFor[corev1.Service](),
@@ -156,7 +156,7 @@ func kinds() []kind {
 			},
 		},
 		sidecarKind(),
-	}
+	}, gatewayKinds()...)
 }
 
 // decodeIstioOptionalSpec is decodeIstio for kinds whose spec may be empty or absent:

@@ -372,6 +372,10 @@ func (l *loader) finish() (*model.Mesh, error) {
 			mesh.PeerAuthentications = append(mesh.PeerAuthentications, v)
 		}
 	}
+	l.resolveGateways(mesh, cat)
+	if err := l.checkGatewayProxies(mesh); err != nil {
+		return nil, err
+	}
 	model.AllocateVIPs(mesh.Services)
 	return mesh, nil
 }

@@ -248,6 +248,18 @@ type Route struct {
 	// Timeout is the route timeout; 0 means none. Envoy defaults an unset timeout to
 	// 15 s; skein's translator always sets it when it wants one, as Istio does with 0s.
 	Timeout time.Duration
+	// Direct, when set, answers the request itself (direct_response) instead of
+	// forwarding; Clusters is then empty.
+	Direct *DirectResponse
+	// ClusterNotFoundStatus is the status when the chosen cluster does not exist
+	// (cluster_not_found_response_code): 503 by default, 404 or 500 when set.
+	ClusterNotFoundStatus int
+}
+
+// DirectResponse is a route's fixed answer.
+type DirectResponse struct {
+	Status int
+	Body   string
 }
 
 // PathKind says how RouteMatch compares the path.

@@ -44,6 +44,11 @@ type Route struct {
 	cumul    []uint64
 	total    uint64
 	Timeout  time.Duration
+	// Direct answers the request itself (direct_response); nil means forward.
+	Direct *resource.DirectResponse
+	// ClusterNotFoundStatus is the answer when the picked cluster does not exist; 0
+	// means 503.
+	ClusterNotFoundStatus int
 }
 
 // New compiles a route configuration.
@@ -74,7 +79,7 @@ func New(rc *resource.RouteConfig) *Table {
 }
 
 func compileRoute(r resource.Route) *Route {
-	cr := &Route{Name: r.Name, match: r.Match, Clusters: r.Clusters, Timeout: r.Timeout}
+	cr := &Route{Name: r.Name, match: r.Match, Clusters: r.Clusters, Timeout: r.Timeout, Direct: r.Direct, ClusterNotFoundStatus: r.ClusterNotFoundStatus}
 	for _, c := range r.Clusters {
 		cr.total += uint64(c.Weight)
 		cr.cumul = append(cr.cumul, cr.total)
@@ -322,6 +327,9 @@ func Cumulative(cs []resource.WeightedCluster) (cumul []uint64, total uint64) {
 
 // PickWeighted chooses one of cs with probability weight/total.
 func PickWeighted(cs []resource.WeightedCluster, cumul []uint64, total uint64) string {
+	if len(cs) == 0 {
+		return "" // a direct_response route
+	}
 	if len(cs) == 1 || total == 0 {
 		return cs[0].Name
 	}

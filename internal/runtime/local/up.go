@@ -85,14 +85,15 @@ type Mesh struct {
 	pods   *podnet.Network
 	podXDS string
 
-	mu           sync.Mutex
-	cfg          *model.Mesh // last good config
-	cfgGen       int64
-	cfgErrors    []string
-	cfgErrorAt   time.Time
-	workloads    map[model.NamespacedName]*workloadRun
-	pushGen      int64
-	pushedHealth map[string]bool
+	mu            sync.Mutex
+	cfg           *model.Mesh // last good config
+	cfgAcceptedAt time.Time   // when cfg was loaded
+	cfgGen        int64
+	cfgErrors     []string
+	cfgErrorAt    time.Time
+	workloads     map[model.NamespacedName]*workloadRun
+	pushGen       int64
+	pushedHealth  map[string]bool
 }
 
 // ResolveIsolation picks the isolation mode. auto is netns when it can work here (root
@@ -148,13 +149,14 @@ func Run(ctx context.Context, opts Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	m := &Mesh{
-		opts:         opts,
-		logger:       opts.Logger,
-		shutdown:     cancel,
-		cfg:          cfg,
-		cfgGen:       1,
-		workloads:    map[model.NamespacedName]*workloadRun{},
-		pushedHealth: map[string]bool{},
+		opts:          opts,
+		logger:        opts.Logger,
+		shutdown:      cancel,
+		cfg:           cfg,
+		cfgAcceptedAt: time.Now(),
+		cfgGen:        1,
+		workloads:     map[model.NamespacedName]*workloadRun{},
+		pushedHealth:  map[string]bool{},
 	}
 	if m.sec, err = newSecurity(opts, opts.Logger); err != nil {
 		return fmt.Errorf("certificate authority: %w", err)
@@ -262,6 +264,7 @@ func (m *Mesh) reload(ctx context.Context) {
 	}
 	m.mu.Lock()
 	m.cfg, m.cfgErrors, m.cfgErrorAt = cfg, nil, time.Time{}
+	m.cfgAcceptedAt = time.Now()
 	m.cfgGen++
 	gen := m.cfgGen
 	m.mu.Unlock()
@@ -347,6 +350,10 @@ func (m *Mesh) printWorkloads() {
 	defer m.mu.Unlock()
 	for _, w := range m.sortedWorkloadsLocked() {
 		for _, r := range w.replicas {
+			if r.proxy.Role == model.RoleGateway {
+				fmt.Fprintf(m.opts.Out, "  %-28s gateway %s  admin %s\n", r.proxy.ID, gatewaySockets(m.cfg, r.proxy), r.adminAddr())
+				continue
+			}
 			fmt.Fprintf(m.opts.Out, "  %-28s app :%d  sidecar in %s  admin %s\n", r.proxy.ID, r.appPort(), r.inboundAddr(), r.adminAddr())
 		}
 	}
