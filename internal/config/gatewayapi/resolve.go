@@ -641,7 +641,15 @@ func (r *resolver) backends(fromKind string, meta *Meta, refs []gwv1.BackendRef)
 	return res
 }
 
-func parseCreated(m *Meta) time.Time { return m.Created }
+// parseCreated is a route's age for precedence: objects in files rarely carry a
+// creationTimestamp, and one without is as new as the load (younger than any that has
+// one), so an explicit older timestamp always wins.
+func parseCreated(m *Meta) time.Time {
+	if m.Created.IsZero() {
+		return time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	return m.Created
+}
 
 // ParseDuration reads a Gateway API duration ("1h30m", "500ms").
 func ParseDuration(d gwv1.Duration) (time.Duration, error) {
