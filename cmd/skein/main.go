@@ -46,6 +46,7 @@ func newRootCmd() *cobra.Command {
 		newExplainCmd(),
 		newDashboardCmd(),
 		newGetCmd(),
+		newBootstrapCmd(),
 	)
 	return root
 }
