@@ -140,24 +140,25 @@ func (l *loader) resolveGateways(mesh *model.Mesh, cat *istio.Catalog) {
 		}
 		switch v := o.value.(type) {
 		case *gatewayapi.GatewayClass:
-			v.Order = i
+			v.Order, v.Source = i, o.src
 			in.Classes = append(in.Classes, v)
 		case *gatewayapi.Gateway:
-			v.Order = i
+			v.Order, v.Source = i, o.src
 			in.Gateways = append(in.Gateways, v)
 		case *gatewayapi.HTTPRoute:
-			v.Order = i
+			v.Order, v.Source = i, o.src
 			in.HTTPRoutes = append(in.HTTPRoutes, v)
 		case *gatewayapi.GRPCRoute:
-			v.Order = i
+			v.Order, v.Source = i, o.src
 			in.GRPCRoutes = append(in.GRPCRoutes, v)
 		case *gatewayapi.TLSRoute:
-			v.Order = i
+			v.Order, v.Source = i, o.src
 			in.TLSRoutes = append(in.TLSRoutes, v)
 		case *gatewayapi.TCPRoute:
-			v.Order = i
+			v.Order, v.Source = i, o.src
 			in.TCPRoutes = append(in.TCPRoutes, v)
 		case *gatewayapi.ReferenceGrant:
+			v.Order, v.Source = i, o.src
 			in.Grants = append(in.Grants, v)
 		case *gatewayapi.Secret:
 			in.Secrets = append(in.Secrets, v)

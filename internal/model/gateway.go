@@ -144,4 +144,5 @@ type Object struct {
 	Kind     string         `json:"kind"`
 	Name     NamespacedName `json:"name"`
 	Manifest map[string]any `json:"manifest"`
+	Source   Source         `json:"source"`
 }

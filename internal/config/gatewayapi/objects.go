@@ -14,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"skein.dev/skein/internal/model"
 )
 
 // Group is the Gateway API group.
@@ -62,6 +64,8 @@ type Meta struct {
 	Manifest map[string]any
 	// Order is the object's position in the load, for deterministic output.
 	Order int
+	// Source is where the object was read, for tools.
+	Source model.Source
 }
 
 // Parsed objects, as Resolve takes them. The loader fills Meta.

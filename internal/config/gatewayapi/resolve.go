@@ -831,7 +831,7 @@ func (r *resolver) objects() {
 			man["status"] = st
 		}
 		stripNullTimes(man)
-		r.out.Objects = append(r.out.Objects, &model.Object{Kind: kind, Name: model.NamespacedName{Namespace: m.Namespace, Name: m.Name}, Manifest: man})
+		r.out.Objects = append(r.out.Objects, &model.Object{Kind: kind, Name: model.NamespacedName{Namespace: m.Namespace, Name: m.Name}, Manifest: man, Source: m.Source})
 	}
 	for _, o := range r.in.Classes {
 		add(KindGatewayClass, &o.Meta)
