@@ -21,6 +21,8 @@ import (
 	"skein.dev/skein/internal/proxy/inspect"
 
 	"skein.dev/skein/internal/proxy/peer"
+	"skein.dev/skein/internal/proxy/resource"
+	"skein.dev/skein/internal/proxy/route"
 	"skein.dev/skein/internal/proxy/stats"
 	"skein.dev/skein/internal/proxy/streaminfo"
 	"skein.dev/skein/internal/proxy/telemetry"
@@ -85,6 +87,13 @@ type reqState struct {
 	// routeTimeout is set when the route has a timeout, so a deadline is known to be
 	// the route's (UT) rather than the caller's.
 	routeTimeout bool
+	// retry is the route's retry policy (nil: implicitRetry); budget its retry budget.
+	retry  *resource.RetryPolicy
+	budget *route.Budget
+	// respHeaders are the header edits of the response (cluster's, then route's) and
+	// cors the CORS headers it gets.
+	respHeaders []resource.HeaderMutation
+	cors        http.Header
 }
 
 // New returns a Forwarder. Its connection pools are shared by all configs, keyed by
@@ -261,13 +270,28 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 		f.writeError(rec, r, ErrNoRoute)
 		return
 	}
-	applyXFCC(r, l)
 	info.Route = rt.Name
+	st := &reqState{info: info, routeTimeout: rt.Timeout > 0, retry: rt.Retry, budget: rt.Budget}
+	if l.CORS && rt.CORS != nil {
+		var answered bool
+		if st.cors, answered = handleCORS(rec, r, rt.CORS); answered {
+			return
+		}
+	}
+	if l.Fault && rt.Fault != nil && !injectFault(ctx, rec, r, rt.Fault, info) {
+		return
+	}
+	if rt.Redirect != nil {
+		writeRedirect(rec, r, rt.Redirect)
+		return
+	}
 	if rt.Direct != nil {
 		writeDirect(rec, rt.Direct.Status, rt.Direct.Body)
 		return
 	}
-	info.Cluster = rt.PickCluster()
+	applyXFCC(r, l)
+	wc := rt.PickWeightedCluster()
+	info.Cluster = wc.Name
 	if dir == streaminfo.Outbound {
 		info.Service = tel.Services.ForCluster(info.Cluster)
 	}
@@ -281,7 +305,22 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 		f.writeError(rec, r, fmt.Errorf("%w %q", ErrNoCluster, info.Cluster))
 		return
 	}
-	st := &reqState{cluster: c, info: info, routeTimeout: rt.Timeout > 0}
+	st.cluster = c
+	// Envoy's order: the weighted cluster's edits, then the route's (which win).
+	applyHeaders(r.Header, wc.RequestHeaders)
+	applyHeaders(r.Header, rt.RequestHeaders)
+	applyRewrite(r, rt)
+	for _, m := range []resource.HeaderMutation{wc.ResponseHeaders, rt.ResponseHeaders} {
+		if !m.Empty() {
+			st.respHeaders = append(st.respHeaders, m)
+		}
+	}
+	if len(rt.Mirrors) > 0 {
+		f.mirror(cfg, r, rt)
+	}
+	if st.budget != nil {
+		st.budget.Request()
+	}
 	if rt.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
@@ -356,10 +395,16 @@ func securityOf(cs *tls.ConnectionState) (streaminfo.SecurityPolicy, string) {
 	return streaminfo.SecurityMutualTLS, ""
 }
 
-// modifyResponse runs on the upstream's response headers: metadata exchange, then
-// the gRPC trailers-only fix.
+// modifyResponse runs on the upstream's response headers: the route's header edits
+// and CORS headers, metadata exchange, then the gRPC trailers-only fix.
 func (f *Forwarder) modifyResponse(resp *http.Response) error {
 	if st, ok := resp.Request.Context().Value(stateKey).(*reqState); ok {
+		for _, m := range st.respHeaders {
+			applyHeaders(resp.Header, m)
+		}
+		for k, v := range st.cors {
+			resp.Header[k] = v
+		}
 		if st.info.Direction == streaminfo.Inbound {
 			resp.Header[telemetry.PeerHeader] = []string{f.tel.LocalHeader}
 		} else {
@@ -388,7 +433,7 @@ func (b *countingBody) Read(p []byte) (int, error) {
 func (b *countingBody) Close() error { return b.rc.Close() }
 
 // roundTripper picks an endpoint of the request's cluster and sends the request there
-// with the cluster's protocol, retrying once elsewhere if the connect fails.
+// with the cluster's protocol, retrying as the route's retry policy says (retry.go).
 type roundTripper struct{ f *Forwarder }
 
 func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -398,10 +443,6 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	c := st.cluster
 	http2 := c.HTTP2 || c.UseDownstreamProtocol && req.ProtoMajor == 2
-	var body *onceBody
-	if req.Body != nil && req.Body != http.NoBody {
-		body = &onceBody{rc: req.Body}
-	}
 	ctx := context.WithValue(req.Context(), connectTimeoutKey, c.ConnectTimeout)
 	if c.BindAddress != "" {
 		ctx = context.WithValue(ctx, bindKey, c.BindAddress)
@@ -422,59 +463,94 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		st.info.UpstreamHost = dst
 		return transport.RoundTrip(out)
 	}
-	var failed *upstream.Endpoint
-	for attempt := 0; ; attempt++ {
-		ep := c.Pick(failed)
+	policy := st.retry
+	if policy == nil {
+		policy = implicitRetry
+	}
+	var body *replayBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = newReplayBody(req.Body)
+	}
+	var tried []*upstream.Endpoint
+	for retries := 0; ; retries++ {
+		ep := pickEndpoint(c, tried, policy)
 		if ep == nil {
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, ErrNoHealthyUpstream)
 		}
+		attemptCtx, stopPerTry, cancel := perTryContext(ctx, policy.PerTryTimeout)
 		var transport http.RoundTripper = rt.f.h1
-		out := req.WithContext(ctx)
+		out := req.WithContext(attemptCtx)
 		u := *req.URL
 		u.Host = ep.Address
 		switch {
 		case ep.TLS != nil:
 			transport = rt.f.tls.get(ep.TLS.Key, http2)
-			out = req.WithContext(context.WithValue(ctx, tlsClientKey, ep.TLS))
+			out = req.WithContext(context.WithValue(attemptCtx, tlsClientKey, ep.TLS))
 			u.Scheme = "https"
 		case http2:
 			transport = rt.f.h2
 		}
 		out.URL = &u
 		if body != nil {
-			out.Body = body
+			out.Body = body.attempt()
 		}
 		st.info.UpstreamHost = ep.Address
 		done := ep.Begin()
 		resp, err := transport.RoundTrip(out)
-		if err != nil {
-			done()
-			var ce *ConnectError
-			if errors.As(err, &ce) && attempt == 0 && ep != failed && len(c.Endpoints()) > 1 && (body == nil || !body.used.Load()) {
-				failed = ep
-				continue
+		perTry := stopPerTry()
+		if perTry {
+			if resp != nil {
+				resp.Body.Close()
+				resp = nil
 			}
-			return nil, err
+			err = errPerTryTimeout
 		}
-		resp.Body = &doneBody{ReadCloser: resp.Body, done: done}
-		return resp, nil
+		tried = append(tried, ep)
+		finish := func() (*http.Response, error) {
+			if err != nil {
+				done()
+				cancel()
+				return nil, err
+			}
+			resp.Body = &doneBody{ReadCloser: resp.Body, done: func() { done(); cancel() }}
+			return resp, nil
+		}
+		if req.Context().Err() != nil || !retryable(policy, resp, err, perTry) {
+			return finish()
+		}
+		if policy == implicitRetry {
+			// Without a policy only a connect failure is retried, once, elsewhere, and
+			// only when the body was not touched.
+			if retries >= 1 || len(c.Endpoints()) < 2 || body != nil && body.started() {
+				return finish()
+			}
+		} else {
+			if retries >= policy.NumRetries {
+				st.info.Flags |= streaminfo.UpstreamRetryLimitExceeded
+				return finish()
+			}
+			if body != nil && !body.replayable() {
+				return finish()
+			}
+			if st.budget != nil && !st.budget.TryRetry() {
+				st.info.Flags |= streaminfo.UpstreamOverflow
+				return finish()
+			}
+		}
+		if resp != nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		done()
+		cancel()
+		st.info.UpstreamRetries++
+		if policy != implicitRetry {
+			if err := sleepCtx(ctx, backoff(policy, retries)); err != nil {
+				return nil, err
+			}
+		}
 	}
 }
-
-// onceBody lets a request body survive a failed connect: the transport closes bodies on
-// error, but nothing was read yet, so the next attempt may still send it. The server
-// closes the real body when the handler returns.
-type onceBody struct {
-	rc   io.ReadCloser
-	used atomic.Bool
-}
-
-func (b *onceBody) Read(p []byte) (int, error) {
-	b.used.Store(true)
-	return b.rc.Read(p)
-}
-
-func (b *onceBody) Close() error { return nil }
 
 // doneBody ends the endpoint's active-request count when the response is consumed.
 type doneBody struct {
@@ -506,6 +582,8 @@ func (f *Forwarder) writeError(w http.ResponseWriter, r *http.Request, err error
 	case errors.As(err, &ce):
 		// A connect timeout is a connect failure (503), not a route timeout.
 		flag = streaminfo.UpstreamConnectionFailure
+	case errors.Is(err, errPerTryTimeout):
+		code, grpcCode, flag = http.StatusGatewayTimeout, 4, streaminfo.UpstreamRequestTimeout
 	case errors.Is(err, context.DeadlineExceeded) && (st == nil || st.routeTimeout):
 		code, grpcCode, flag = http.StatusGatewayTimeout, 4, streaminfo.UpstreamRequestTimeout // DEADLINE_EXCEEDED
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
