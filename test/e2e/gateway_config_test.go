@@ -450,6 +450,126 @@ spec:
     timeouts: {request: 10s, backendRequest: 300ms}
     backendRefs: [{name: infra-backend-v1, port: 8080}]
 `,
+	"filters.yaml": `
+# HTTPRouteRequestHeaderModifier, HTTPRouteResponseHeaderModifier,
+# HTTPRouteBackendRequestHeaderModifier, HTTPRouteRedirect* (hostname, path, port,
+# scheme, status code), HTTPRouteRewrite* (host, path), HTTPRouteRequestMirror,
+# HTTPRouteRequestPercentageMirror, HTTPRouteQueryParamMatching.
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: headers, namespace: gw}
+spec:
+  parentRefs: [{name: same-namespace}]
+  hostnames: [headers.example.com]
+  rules:
+  - matches: [{path: {value: /request}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier:
+        set: [{name: X-Header-Set, value: set-overwrites-values}]
+        add: [{name: X-Header-Add, value: add-appends-values}]
+        remove: [X-Header-Remove]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+  - matches: [{path: {value: /response}}]
+    filters:
+    - type: ResponseHeaderModifier
+      responseHeaderModifier:
+        set: [{name: X-Header-Set, value: set-overwrites-values}]
+        add: [{name: X-Header-Add, value: add-appends-values}]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+  - matches: [{path: {value: /backend-headers}}]
+    backendRefs:
+    - name: infra-backend-v1
+      port: 8080
+      filters:
+      - type: RequestHeaderModifier
+        requestHeaderModifier: {set: [{name: X-Backend, value: v1}]}
+    - name: infra-backend-v2
+      port: 8080
+      filters:
+      - type: RequestHeaderModifier
+        requestHeaderModifier: {set: [{name: X-Backend, value: v2}]}
+  - matches: [{path: {value: /query}, queryParams: [{name: animal, value: whale}]}]
+    backendRefs: [{name: infra-backend-v2, port: 8080}]
+  - matches: [{path: {value: /query}, queryParams: [{name: color, type: RegularExpression, value: "^bl.*"}]}]
+    backendRefs: [{name: infra-backend-v3, port: 8080}]
+  - matches: [{path: {value: /query}}]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: redirects, namespace: gw}
+spec:
+  parentRefs: [{name: same-namespace}]
+  hostnames: [redirect.example.com]
+  rules:
+  - matches: [{path: {value: /scheme}}]
+    filters: [{type: RequestRedirect, requestRedirect: {scheme: https}}]
+  - matches: [{path: {value: /hostname}}]
+    filters: [{type: RequestRedirect, requestRedirect: {hostname: example.org}}]
+  - matches: [{path: {value: /port}}]
+    filters: [{type: RequestRedirect, requestRedirect: {port: 8443}}]
+  - matches: [{path: {value: /status}}]
+    filters: [{type: RequestRedirect, requestRedirect: {statusCode: 301}}]
+  - matches: [{path: {value: /full}}]
+    filters: [{type: RequestRedirect, requestRedirect: {path: {type: ReplaceFullPath, replaceFullPath: /replaced}}}]
+  - matches: [{path: {value: /prefix}}]
+    filters: [{type: RequestRedirect, requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /replaced}}}]
+  - matches: [{path: {value: /all}}]
+    filters: [{type: RequestRedirect, requestRedirect: {scheme: https, hostname: example.org, port: 8443, statusCode: 308, path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: rewrites, namespace: gw}
+spec:
+  parentRefs: [{name: same-namespace}]
+  hostnames: [rewrite.example.com]
+  rules:
+  - matches: [{path: {value: /foo}}]
+    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /xyz}}}]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+  - matches: [{path: {value: /slash/}}]
+    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /xyz/}}}]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+  - matches: [{path: {value: /empty}}]
+    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: ""}}}]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+  - matches: [{path: {value: /root}}]
+    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+  - matches: [{path: {value: /full}}]
+    filters: [{type: URLRewrite, urlRewrite: {hostname: rewritten.example.org, path: {type: ReplaceFullPath, replaceFullPath: /one}}}]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: mirrors, namespace: gw}
+spec:
+  parentRefs: [{name: same-namespace}]
+  hostnames: [mirror.example.com]
+  rules:
+  - matches: [{path: {value: /all}}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: infra-backend-v2, port: 8080}}}]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+  - matches: [{path: {value: /none}}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: infra-backend-v2, port: 8080}, percent: 0}}]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+  - matches: [{path: {value: /fraction}}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: infra-backend-v3, port: 8080}, fraction: {numerator: 1, denominator: 2}}}]
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+---
+# Where a test asks a backend what it saw (its request ledger).
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ledgers, namespace: gw}
+spec:
+  parentRefs: [{name: same-namespace}]
+  rules:
+  - matches: [{headers: [{name: x-ledger, value: v2}]}]
+    backendRefs: [{name: infra-backend-v2, port: 8080}]
+  - matches: [{headers: [{name: x-ledger, value: v3}]}]
+    backendRefs: [{name: infra-backend-v3, port: 8080}]
+`,
 	"namespaces.yaml": `
 # Gateway listener allowedRoutes: From Selector, Same (default), kinds.
 apiVersion: gateway.networking.k8s.io/v1

@@ -388,6 +388,155 @@ func TestGatewayAPI(t *testing.T) {
 		})
 	})
 
+	t.Run("filters", func(t *testing.T) {
+		hd := func(path string, h map[string]string) req {
+			return req{port: e.HTTP, host: "headers.example.com", path: path, headers: h}
+		}
+		t.Run("request header set, add, remove", func(t *testing.T) {
+			a := s.expect(t, hd("/request", map[string]string{"X-Header-Set": "original", "X-Header-Add": "original", "X-Header-Remove": "gone"}), 200, v1)
+			if a.headers["x-header-set"] != "set-overwrites-values" || a.headers["x-header-remove"] != "" {
+				t.Errorf("backend saw %v", a.headers)
+			}
+		})
+		t.Run("request header add appends", func(t *testing.T) {
+			// echo shows a header's first value; add appends after the client's.
+			a := s.expect(t, hd("/request", nil), 200, v1)
+			if a.headers["x-header-add"] != "add-appends-values" {
+				t.Errorf("backend saw x-header-add %q", a.headers["x-header-add"])
+			}
+		})
+		t.Run("response header set and add", func(t *testing.T) {
+			a := s.expect(t, hd("/response", nil), 200, v1)
+			if a.header.Get("X-Header-Set") != "set-overwrites-values" || a.header.Get("X-Header-Add") != "add-appends-values" {
+				t.Errorf("response headers %v", a.header)
+			}
+		})
+		t.Run("backendRef request header modifier", func(t *testing.T) {
+			for i := 0; i < 20; i++ {
+				a := s.do(t, hd("/backend-headers", nil))
+				want := map[string]string{v1: "v1", v2: "v2"}[a.backend]
+				if a.status != 200 || want == "" || a.headers["x-backend"] != want {
+					t.Fatalf("%d from %q with x-backend %q", a.status, a.backend, a.headers["x-backend"])
+				}
+			}
+		})
+		t.Run("query parameter exact", func(t *testing.T) { s.expect(t, hd("/query?animal=whale", nil), 200, v2) })
+		t.Run("query parameter regular expression", func(t *testing.T) { s.expect(t, hd("/query?color=blue", nil), 200, v3) })
+		t.Run("query parameter miss", func(t *testing.T) { s.expect(t, hd("/query?animal=dolphin", nil), 200, v1) })
+
+		rd := func(path string) req { return req{port: e.HTTP, host: "redirect.example.com", path: path} }
+		port := strconv.Itoa(e.HTTP)
+		redirects := []struct {
+			name, path, location string
+			status               int
+		}{
+			{"scheme https drops the port", "/scheme", "https://redirect.example.com/scheme", 302},
+			{"hostname keeps the listener's port", "/hostname", "http://example.org:" + port + "/hostname", 302},
+			{"port", "/port", "http://redirect.example.com:8443/port", 302},
+			{"status code 301", "/status", "http://redirect.example.com:" + port + "/status", 301},
+			{"ReplaceFullPath", "/full/deep", "http://redirect.example.com:" + port + "/replaced", 302},
+			{"ReplacePrefixMatch", "/prefix/one?q=1", "http://redirect.example.com:" + port + "/replaced/one?q=1", 302},
+			{"ReplacePrefixMatch on the prefix itself", "/prefix", "http://redirect.example.com:" + port + "/replaced", 302},
+			{"everything at once", "/all/x", "https://example.org:8443/x", 308},
+		}
+		noFollow := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		for _, c := range redirects {
+			t.Run("redirect "+c.name, func(t *testing.T) {
+				r := rd(c.path)
+				hr, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", r.port, r.path), nil)
+				hr.Host = r.host
+				resp, err := noFollow.Do(hr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != c.status || resp.Header.Get("Location") != c.location {
+					t.Errorf("%d Location %q, want %d %q", resp.StatusCode, resp.Header.Get("Location"), c.status, c.location)
+				}
+			})
+		}
+
+		// The spec's ReplacePrefixMatch table (HTTPPathModifier).
+		rewrites := []struct{ name, path, want string }{
+			{"/foo/bar with /foo -> /xyz", "/foo/bar", "/xyz/bar"},
+			{"/foo with /foo -> /xyz", "/foo", "/xyz"},
+			{"/foo/ with /foo -> /xyz", "/foo/", "/xyz/"},
+			{"/slash/bar with /slash/ -> /xyz/", "/slash/bar", "/xyz/bar"},
+			{"/empty/bar with /empty -> empty", "/empty/bar", "/bar"},
+			{"/empty/ with /empty -> empty", "/empty/", "/"},
+			{"/empty with /empty -> empty", "/empty", "/"},
+			{"/root/ with /root -> /", "/root/", "/"},
+			{"/root with /root -> /", "/root", "/"},
+			{"query kept", "/foo/bar?x=1", "/xyz/bar?x=1"},
+		}
+		for _, c := range rewrites {
+			t.Run("rewrite "+c.name, func(t *testing.T) {
+				a := s.expect(t, req{port: e.HTTP, host: "rewrite.example.com", path: c.path}, 200, v1)
+				if a.path != c.want {
+					t.Errorf("backend saw path %q, want %q", a.path, c.want)
+				}
+			})
+		}
+		t.Run("rewrite hostname and full path", func(t *testing.T) {
+			a := s.expect(t, req{port: e.HTTP, host: "rewrite.example.com", path: "/full/two"}, 200, v1)
+			if a.path != "/one" || a.host != "rewritten.example.org" {
+				t.Errorf("backend saw %s%s, want rewritten.example.org/one", a.host, a.path)
+			}
+		})
+
+		seen := func(t *testing.T, ledger, id string) int {
+			t.Helper()
+			r := req{port: e.HTTP, host: "ledger", path: echo.SeenPath + "?id=" + id, headers: map[string]string{"x-ledger": ledger}}
+			hr, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", r.port, r.path), nil)
+			hr.Host = r.host
+			hr.Header.Set("x-ledger", ledger)
+			resp, err := s.plain.Do(hr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var got echo.Seen
+			if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+				t.Fatalf("ledger of %s: %v", ledger, err)
+			}
+			return got.Count
+		}
+		mirrored := func(t *testing.T, path, ledger string) bool {
+			t.Helper()
+			id := fmt.Sprintf("gw-mirror-%d", time.Now().UnixNano())
+			s.expect(t, req{port: e.HTTP, host: "mirror.example.com", path: path, headers: map[string]string{"X-Request-Id": id}}, 200, v1)
+			deadline := time.Now().Add(2 * time.Second)
+			for time.Now().Before(deadline) {
+				if seen(t, ledger, id) > 0 {
+					return true
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return false
+		}
+		t.Run("mirror sends a copy", func(t *testing.T) {
+			if !mirrored(t, "/all", "v2") {
+				t.Errorf("infra-backend-v2 never saw the mirrored request")
+			}
+		})
+		t.Run("mirror percent 0 sends none", func(t *testing.T) {
+			if mirrored(t, "/none", "v2") {
+				t.Errorf("infra-backend-v2 saw a request mirrored at 0%%")
+			}
+		})
+		t.Run("mirror fraction 1/2 sends some", func(t *testing.T) {
+			copies := 0
+			for i := 0; i < 12 && copies == 0; i++ {
+				if mirrored(t, "/fraction", "v3") {
+					copies++
+				}
+			}
+			if copies == 0 {
+				t.Errorf("no request of 12 mirrored at 1/2")
+			}
+		})
+	})
+
 	t.Run("status", func(t *testing.T) {
 		out, err := s.m.skein("get", "gateway", "same-namespace", "-n", "gw", "-o", "yaml")
 		if err != nil {

@@ -590,7 +590,9 @@ func (r *resolver) attachRoute(rt routeRef, resolvedOK bool, resolvedReason, res
 // backends resolves a rule's backendRefs to destinations; invalid ones add their
 // weight to invalid. The first problem found gives the route's ResolvedRefs reason.
 type backendResult struct {
-	dests   []model.RouteDestination
+	dests []model.RouteDestination
+	// index is the position in refs of each of dests.
+	index   []int
 	invalid int
 	reason  string
 	msg     string
@@ -604,7 +606,7 @@ func (r *resolver) backends(fromKind string, meta *Meta, refs []gwv1.BackendRef)
 			res.reason, res.msg = reason, msg
 		}
 	}
-	for _, b := range refs {
+	for i, b := range refs {
 		w := 1
 		if b.Weight != nil {
 			w = int(*b.Weight)
@@ -637,6 +639,7 @@ func (r *resolver) backends(fromKind string, meta *Meta, refs []gwv1.BackendRef)
 			continue // weight 0: no traffic, and nothing to check further
 		}
 		res.dests = append(res.dests, model.RouteDestination{Host: host, Port: port, Weight: w})
+		res.index = append(res.index, i)
 	}
 	return res
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,30 +23,72 @@ type ruleRoute struct {
 type matchRoute struct {
 	key   matchKey
 	route model.GatewayRoute
+	// listenerPort: the route redirects without scheme or port, so the Location gets
+	// the port of the listener it is attached to.
+	listenerPort bool
 }
 
 func (r *resolver) httpRoute(rt *HTTPRoute) {
 	var rules []ruleRoute
 	resolvedOK, reason, msg := true, string(gwv1.RouteReasonResolvedRefs), ""
 	acceptErr := ""
-	for i, rule := range rt.Spec.Rules {
-		if e := unsupportedHTTPRule(rule); e != "" && acceptErr == "" {
+	unsupported := func(i int, e string) {
+		if e != "" && acceptErr == "" {
 			acceptErr = fmt.Sprintf("spec.rules[%d]: %s", i, e)
 		}
+	}
+	for i, rule := range rt.Spec.Rules {
+		acts := r.httpActions(KindHTTPRoute, &rt.Meta, rule.Filters)
+		unsupported(i, acts.unsupported)
+		if acts.refReason != "" && resolvedOK {
+			resolvedOK, reason, msg = false, acts.refReason, acts.refMsg
+		}
 		refs := make([]gwv1.BackendRef, 0, len(rule.BackendRefs))
+		var destHeaders []*model.Headers
 		for _, b := range rule.BackendRefs {
 			refs = append(refs, b.BackendRef)
+			var h *model.Headers
+			for _, f := range b.Filters {
+				switch f.Type {
+				case gwv1.HTTPRouteFilterRequestHeaderModifier:
+					h = withOps(h, true, f.RequestHeaderModifier)
+				case gwv1.HTTPRouteFilterResponseHeaderModifier:
+					h = withOps(h, false, f.ResponseHeaderModifier)
+				default:
+					unsupported(i, fmt.Sprintf("backendRef filter %s is not supported by skein", f.Type))
+				}
+			}
+			destHeaders = append(destHeaders, h)
 		}
 		be := r.backends(KindHTTPRoute, &rt.Meta, refs)
+		for j, idx := range be.index {
+			be.dests[j].Headers = destHeaders[idx]
+		}
 		if be.reason != "" && resolvedOK {
 			resolvedOK, reason, msg = false, be.reason, be.msg
 		}
+		var reqTimeout, beTimeout time.Duration
+		if t := rule.Timeouts; t != nil {
+			if t.Request != nil {
+				reqTimeout, _ = ParseDuration(*t.Request)
+			}
+			if t.BackendRequest != nil {
+				beTimeout, _ = ParseDuration(*t.BackendRequest)
+			}
+		}
+		retries, e := retryPolicy(rule.Retry, beTimeout)
+		unsupported(i, e)
+		timeout := reqTimeout
+		if retries == nil {
+			// Without retries one backend request is the whole request: the shorter wins.
+			timeout = ruleTimeout(reqTimeout, beTimeout)
+		}
 		base := model.GatewayRoute{
-			HTTPRoute:     model.HTTPRoute{Destinations: be.dests, Timeout: ruleTimeout(rule.Timeouts)},
+			HTTPRoute:     model.HTTPRoute{Destinations: be.dests, Timeout: timeout, Retries: retries},
 			Owner:         KindHTTPRoute + "/" + rt.Namespace + "/" + rt.Name,
 			InvalidWeight: be.invalid,
 		}
-		if len(be.dests) == 0 && base.InvalidWeight == 0 {
+		if len(be.dests) == 0 && base.InvalidWeight == 0 && acts.redirect == nil {
 			base.InvalidWeight = 1 // nothing to send to: 500, as the spec requires
 		}
 		matches := rule.Matches
@@ -54,11 +97,17 @@ func (r *resolver) httpRoute(rt *HTTPRoute) {
 		}
 		rr := ruleRoute{index: i}
 		for j, m := range matches {
-			gr := base
-			gr.Name = fmt.Sprintf("%s.%s.%d.%d", rt.Name, rt.Namespace, i, j)
-			hm, key := httpMatch(m)
-			gr.Matches = hm
-			rr.matches = append(rr.matches, matchRoute{key: key, route: gr})
+			hms, kinds, key := httpMatch(m)
+			for k, hm := range hms {
+				gr := base
+				gr.Name = fmt.Sprintf("%s.%s.%d.%d", rt.Name, rt.Namespace, i, j)
+				if len(hms) > 1 {
+					gr.Name += "." + strconv.Itoa(k)
+				}
+				gr.Matches = []model.HTTPMatch{hm}
+				needPort := acts.applyActions(&gr, kinds[k])
+				rr.matches = append(rr.matches, matchRoute{key: key, route: gr, listenerPort: needPort})
+			}
 		}
 		rules = append(rules, rr)
 	}
@@ -94,54 +143,19 @@ func attachRules(ls *listenerState, hosts []string, meta *Meta, rules []ruleRout
 	for _, h := range hosts {
 		for _, rr := range rules {
 			for j, mr := range rr.matches {
-				ls.routes = append(ls.routes, &attachedRule{hostname: h, route: mr.route, meta: meta, rule: rr.index, match: j, key: mr.key})
+				route := mr.route
+				if mr.listenerPort && route.Redirect != nil {
+					rd := *route.Redirect
+					rd.Port = int(ls.spec.Port) // neither scheme nor port given: the listener's
+					route.Redirect = &rd
+				}
+				ls.routes = append(ls.routes, &attachedRule{hostname: h, route: route, meta: meta, rule: rr.index, match: j, key: mr.key})
 			}
 		}
 	}
 }
 
-// unsupportedHTTPRule names a feature of the rule skein cannot serve yet: the route
-// is then not Accepted (reason UnsupportedValue), never served half-way.
-func unsupportedHTTPRule(rule gwv1.HTTPRouteRule) string {
-	for _, m := range rule.Matches {
-		if len(m.QueryParams) > 0 {
-			return "query parameter matches are not supported by skein yet"
-		}
-	}
-	check := func(fs []gwv1.HTTPRouteFilter) string {
-		for _, f := range fs {
-			return fmt.Sprintf("filter %s is not supported by skein yet", f.Type)
-		}
-		return ""
-	}
-	if e := check(rule.Filters); e != "" {
-		return e
-	}
-	for _, b := range rule.BackendRefs {
-		if e := check(b.Filters); e != "" {
-			return e
-		}
-	}
-	if rule.Retry != nil {
-		return "retry is not supported by skein yet"
-	}
-	return ""
-}
-
-func ruleTimeout(t *gwv1.HTTPRouteTimeouts) time.Duration {
-	if t == nil {
-		return 0
-	}
-	var req, be time.Duration
-	if t.Request != nil {
-		v, _ := ParseDuration(*t.Request)
-		req = v
-	}
-	if t.BackendRequest != nil {
-		v, _ := ParseDuration(*t.BackendRequest)
-		be = v
-	}
-	// Without retries one backend request is the whole request: the shorter wins.
+func ruleTimeout(req, be time.Duration) time.Duration {
 	switch {
 	case req == 0:
 		return be
@@ -152,9 +166,9 @@ func ruleTimeout(t *gwv1.HTTPRouteTimeouts) time.Duration {
 }
 
 // httpMatch turns one HTTPRouteMatch into model matches (a PathPrefix becomes two:
-// the path itself and everything under it, the spec's element-wise prefix) and its
-// precedence key.
-func httpMatch(m gwv1.HTTPRouteMatch) ([]model.HTTPMatch, matchKey) {
+// the path itself and everything under it, the spec's element-wise prefix), the kind
+// of path each serves, and the precedence key.
+func httpMatch(m gwv1.HTTPRouteMatch) ([]model.HTTPMatch, []pathKind, matchKey) {
 	var key matchKey
 	base := model.HTTPMatch{}
 	for _, h := range m.Headers {
@@ -168,14 +182,21 @@ func httpMatch(m gwv1.HTTPRouteMatch) ([]model.HTTPMatch, matchKey) {
 		base.Headers[strings.ToLower(string(h.Name))] = model.StringMatch{Kind: kind, Value: h.Value}
 		key.headers++
 	}
-	if m.Method != nil {
-		if base.Headers == nil {
-			base.Headers = map[string]model.StringMatch{}
+	for _, q := range m.QueryParams {
+		if base.QueryParams == nil {
+			base.QueryParams = map[string]model.StringMatch{}
 		}
-		base.Headers[":method"] = model.StringMatch{Kind: model.MatchExact, Value: string(*m.Method)}
+		kind := model.MatchExact
+		if q.Type != nil && *q.Type == gwv1.QueryParamMatchRegularExpression {
+			kind = model.MatchRegex
+		}
+		base.QueryParams[string(q.Name)] = model.StringMatch{Kind: kind, Value: q.Value}
+		key.queries++
+	}
+	if m.Method != nil {
+		base.Method = &model.StringMatch{Kind: model.MatchExact, Value: string(*m.Method)}
 		key.method = true
 	}
-	key.queries = len(m.QueryParams)
 	t, v := gwv1.PathMatchPathPrefix, "/"
 	if m.Path != nil {
 		if m.Path.Type != nil {
@@ -194,17 +215,17 @@ func httpMatch(m gwv1.HTTPRouteMatch) ([]model.HTTPMatch, matchKey) {
 	switch t {
 	case gwv1.PathMatchExact:
 		key.pathRank = 0
-		return []model.HTTPMatch{with(model.MatchExact, v)}, key
+		return []model.HTTPMatch{with(model.MatchExact, v)}, []pathKind{pathExact}, key
 	case gwv1.PathMatchRegularExpression:
 		key.pathRank = 1
-		return []model.HTTPMatch{with(model.MatchRegex, v)}, key
+		return []model.HTTPMatch{with(model.MatchRegex, v)}, []pathKind{pathRegex}, key
 	}
 	key.pathRank = 2
 	trimmed := strings.TrimRight(v, "/")
 	if trimmed == "" {
-		return []model.HTTPMatch{with(model.MatchPrefix, "/")}, key
+		return []model.HTTPMatch{with(model.MatchPrefix, "/")}, []pathKind{pathPrefix}, key
 	}
-	return []model.HTTPMatch{with(model.MatchExact, trimmed), with(model.MatchPrefix, trimmed+"/")}, key
+	return []model.HTTPMatch{with(model.MatchExact, trimmed), with(model.MatchPrefix, trimmed+"/")}, []pathKind{pathExact, pathPrefix}, key
 }
 
 func (r *resolver) grpcRoute(rt *GRPCRoute) {
@@ -212,8 +233,24 @@ func (r *resolver) grpcRoute(rt *GRPCRoute) {
 	resolvedOK, reason, msg := true, string(gwv1.RouteReasonResolvedRefs), ""
 	acceptErr := ""
 	for i, rule := range rt.Spec.Rules {
-		if len(rule.Filters) > 0 && acceptErr == "" {
-			acceptErr = fmt.Sprintf("spec.rules[%d]: filter %s is not supported by skein yet", i, rule.Filters[0].Type)
+		var filters []gwv1.HTTPRouteFilter
+		for _, f := range rule.Filters {
+			switch f.Type {
+			case gwv1.GRPCRouteFilterRequestHeaderModifier:
+				filters = append(filters, gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterRequestHeaderModifier, RequestHeaderModifier: f.RequestHeaderModifier})
+			case gwv1.GRPCRouteFilterResponseHeaderModifier:
+				filters = append(filters, gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterResponseHeaderModifier, ResponseHeaderModifier: f.ResponseHeaderModifier})
+			case gwv1.GRPCRouteFilterRequestMirror:
+				filters = append(filters, gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterRequestMirror, RequestMirror: f.RequestMirror})
+			default:
+				if acceptErr == "" {
+					acceptErr = fmt.Sprintf("spec.rules[%d]: filter %s is not supported by skein", i, f.Type)
+				}
+			}
+		}
+		acts := r.httpActions(KindGRPCRoute, &rt.Meta, filters)
+		if acts.refReason != "" && resolvedOK {
+			resolvedOK, reason, msg = false, acts.refReason, acts.refMsg
 		}
 		refs := make([]gwv1.BackendRef, 0, len(rule.BackendRefs))
 		for _, b := range rule.BackendRefs {
@@ -245,6 +282,7 @@ func (r *resolver) grpcRoute(rt *GRPCRoute) {
 			gr.Name = fmt.Sprintf("%s.%s.%d.%d", rt.Name, rt.Namespace, i, j)
 			hm, key := grpcMatch(m)
 			gr.Matches = []model.HTTPMatch{hm}
+			acts.applyActions(&gr, pathExact)
 			rr.matches = append(rr.matches, matchRoute{key: key, route: gr})
 		}
 		rules = append(rules, rr)

@@ -269,6 +269,7 @@ var allowedFields = []string{
 	"envoy.config.route.v3.RedirectAction.host_redirect",
 	"envoy.config.route.v3.RedirectAction.port_redirect",
 	"envoy.config.route.v3.RedirectAction.path_redirect",
+	"envoy.config.route.v3.RedirectAction.prefix_rewrite",
 	"envoy.config.route.v3.RedirectAction.scheme_redirect",
 	"envoy.config.route.v3.RedirectAction.response_code",
 	"envoy.config.route.v3.RouteAction.prefix_rewrite",

@@ -117,6 +117,9 @@ func routeEntry(pb *routev3.Route) (Route, error) {
 		if r.Redirect, err = redirectAction(rd); err != nil {
 			return r, fmt.Errorf("redirect: %w", err)
 		}
+		if r.Redirect.HasPrefix && r.Match.Kind == PathPrefix {
+			r.Redirect.MatchPrefix = r.Match.Path
+		}
 		return r, nil
 	}
 	if dr := pb.GetDirectResponse(); dr != nil {

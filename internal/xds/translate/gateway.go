@@ -98,7 +98,7 @@ func (b *builder) gatewayListeners() ([]types.Resource, error) {
 		first := gp.listeners[0].l
 		switch first.Protocol {
 		case model.GatewayHTTP:
-			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{b.httpConnectionManager(GatewayHTTPRouteName(gp.key.port), nil)}}}
+			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{b.httpConnectionManager(GatewayHTTPRouteName(gp.key.port), nil, b.withHTTPFilters(b.outboundHTTPFilters()))}}}
 		case model.GatewayTCP:
 			l.FilterChains = []*listener.FilterChain{{Filters: []*listener.Filter{b.tcpProxy(name, b.gatewayTCPClusters(first.TCP))}}}
 		default: // HTTPS and TLS: chains by SNI
@@ -137,7 +137,7 @@ func (b *builder) gatewayTLSChains(gp gatewayPort, gl gatewayListener) []*listen
 		return []*listener.FilterChain{{
 			Name:             chainName,
 			FilterChainMatch: match(l.Hostnames),
-			Filters:          []*listener.Filter{b.httpConnectionManager(rn, nil)},
+			Filters:          []*listener.Filter{b.httpConnectionManager(rn, nil, b.withHTTPFilters(b.outboundHTTPFilters()))},
 			TransportSocket:  b.tlsSocket(b.gatewayServerTLS(l.TLS, alpnHTTP)),
 		}}
 	case l.TLS != nil: // TLS terminated, then TCP
@@ -340,7 +340,9 @@ func (b *builder) gatewayVirtualHosts(port int, vhosts []model.GatewayVirtualHos
 	return out, nil
 }
 
-// gatewayRoute is one Envoy route per match of a gateway route.
+// gatewayRoute is one Envoy route per match of a gateway route, with the route's
+// actions (redirect, rewrite, header edits, mirrors, retries, CORS: route_actions.go,
+// shared with VirtualService routes).
 func (b *builder) gatewayRoute(r model.GatewayRoute) ([]*route.Route, error) {
 	matches := r.Matches
 	if len(matches) == 0 {
@@ -357,7 +359,12 @@ func (b *builder) gatewayRoute(r model.GatewayRoute) ([]*route.Route, error) {
 			name += "." + strconv.Itoa(i)
 		}
 		rt := &route.Route{Name: name, Match: rm}
-		b.setGatewayAction(rt, r)
+		if r.Redirect != nil {
+			rt.Action = &route.Route_Redirect{Redirect: redirectAction(r.Redirect)}
+		} else {
+			b.setGatewayAction(rt, r)
+		}
+		b.applyRouteExtras(rt, r.HTTPRoute)
 		out = append(out, rt)
 	}
 	return out, nil
@@ -370,23 +377,43 @@ func (b *builder) setGatewayAction(rt *route.Route, r model.GatewayRoute) {
 		rt.Action = &route.Route_DirectResponse{DirectResponse: &route.DirectResponseAction{Status: 500}}
 		return
 	}
-	a := &route.RouteAction{Timeout: durationpb.New(r.Timeout)}
-	var wcs []weightedCluster
+	a := &route.RouteAction{Timeout: durationpb.New(r.Timeout), RetryPolicy: b.retryPolicy(r.Retries)}
+	applyRewrite(a, r.Rewrite)
+	for _, m := range r.Mirrors {
+		a.RequestMirrorPolicies = append(a.RequestMirrorPolicies, &route.RouteAction_RequestMirrorPolicy{
+			Cluster:         OutboundClusterName(m.Destination.Port, m.Destination.Subset, m.Destination.Host),
+			RuntimeFraction: &core.RuntimeFractionalPercent{DefaultValue: percent(m.Percent)},
+		})
+	}
+	type wc struct {
+		name    string
+		weight  int
+		headers *model.Headers
+	}
+	var wcs []wc
 	for _, d := range r.Destinations {
-		wcs = append(wcs, weightedCluster{name: OutboundClusterName(d.Port, d.Subset, d.Host), weight: d.Weight})
+		wcs = append(wcs, wc{OutboundClusterName(d.Port, d.Subset, d.Host), d.Weight, d.Headers})
 	}
 	if r.InvalidWeight > 0 {
-		wcs = append(wcs, weightedCluster{name: InvalidBackendCluster, weight: r.InvalidWeight})
+		wcs = append(wcs, wc{name: InvalidBackendCluster, weight: r.InvalidWeight})
 		a.ClusterNotFoundResponseCode = route.RouteAction_INTERNAL_SERVER_ERROR
 	}
 	if len(wcs) == 1 {
+		// One destination: applyRouteExtras makes its header edits the route's.
 		a.ClusterSpecifier = &route.RouteAction_Cluster{Cluster: wcs[0].name}
 	} else {
-		wc := &route.WeightedCluster{}
+		w := &route.WeightedCluster{}
 		for _, c := range wcs {
-			wc.Clusters = append(wc.Clusters, &route.WeightedCluster_ClusterWeight{Name: c.name, Weight: wrapperspb.UInt32(uint32(c.weight))})
+			cw := &route.WeightedCluster_ClusterWeight{Name: c.name, Weight: wrapperspb.UInt32(uint32(c.weight))}
+			if h := c.headers; !h.Empty() {
+				cw.RequestHeadersToAdd = headerValueOptions(h.Request)
+				cw.RequestHeadersToRemove = h.Request.Remove
+				cw.ResponseHeadersToAdd = headerValueOptions(h.Response)
+				cw.ResponseHeadersToRemove = h.Response.Remove
+			}
+			w.Clusters = append(w.Clusters, cw)
 		}
-		a.ClusterSpecifier = &route.RouteAction_WeightedClusters{WeightedClusters: wc}
+		a.ClusterSpecifier = &route.RouteAction_WeightedClusters{WeightedClusters: w}
 	}
 	rt.Action = &route.Route_Route{Route: a}
 }
