@@ -37,7 +37,8 @@ func (m *Mesh) startGateway(ctx context.Context, w *model.Workload, index int) (
 		Capture:        model.CaptureNone,
 		IP:             "127.0.0.1",
 	}
-	if r.identity, err = m.sec.forReplica(ctx, r.proxy); err != nil {
+	r.users = m.usersFor()
+	if r.identity, err = m.sec.forReplica(ctx, r.proxy, r.users.app); err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
 	started := false
@@ -46,6 +47,12 @@ func (m *Mesh) startGateway(ctx context.Context, w *model.Workload, index int) (
 			r.stop()
 		}
 	}()
+	if r.users.sidecar >= 0 {
+		// Only the proxy's user can read its credential (users.go).
+		if err := proxyReadableToken(r.identity, r.users.sidecar, r.users.sidecar); err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
+		}
+	}
 	nodeJSON, err := json.Marshal(r.proxy)
 	if err != nil {
 		return nil, err
@@ -55,12 +62,20 @@ func (m *Mesh) startGateway(ctx context.Context, w *model.Workload, index int) (
 	if err != nil {
 		return nil, err
 	}
+	proxyCmd := m.sidecarCommand(r, string(nodeJSON), logDir)
+	var extra []*os.File
+	if r.users.sidecar >= 0 {
+		if extra, err = r.inheritAccessLog(proxyCmd); err != nil {
+			return nil, err
+		}
+	}
 	r.sidecar, err = supervisor.Start(ctx, supervisor.Spec{
-		Name:    r.proxy.ID + "/proxy",
-		Command: m.sidecarCommand(r, string(nodeJSON), logDir),
-		Env:     os.Environ(),
-		Stdout:  log,
-		Stderr:  log,
+		Name:       r.proxy.ID + "/proxy",
+		Command:    asUser(m.opts.Self, "", r.users.sidecar, proxyCmd),
+		Env:        os.Environ(),
+		Stdout:     log,
+		Stderr:     log,
+		ExtraFiles: extra,
 	}, m.logger)
 	if err != nil {
 		return nil, fmt.Errorf("gateway proxy: %w", err)
