@@ -49,13 +49,21 @@ func newGatewayEnv(t *testing.T) (gatewayEnv, string) {
 	env.OtherNSCert, env.OtherNSKey = b64(c), b64(k)
 	dir := t.TempDir()
 	c, k = leaf(t, ca, caKey, "pass.example.com")
-	certDir := t.TempDir()
-	env.PassCertFile, env.PassKeyFile = filepath.Join(certDir, "pass.crt"), filepath.Join(certDir, "pass.key")
-	if err := os.WriteFile(env.PassCertFile, c, 0o600); err != nil {
+	// The backend may run as a user of its own (skein up as root): its files must be
+	// readable by others, in a folder others can enter (t.TempDir's are not).
+	certDir, err := os.MkdirTemp("", "skein-gw-e2e-")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(env.PassKeyFile, k, 0o600); err != nil {
+	t.Cleanup(func() { os.RemoveAll(certDir) })
+	if err := os.Chmod(certDir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	env.PassCertFile, env.PassKeyFile = filepath.Join(certDir, "pass.crt"), filepath.Join(certDir, "pass.key")
+	for file, data := range map[string][]byte{env.PassCertFile: c, env.PassKeyFile: k} {
+		if err := os.WriteFile(file, data, 0o644); err != nil { // a throwaway test key
+			t.Fatal(err)
+		}
 	}
 	for name, text := range gatewayConfig {
 		tmpl := template.Must(template.New(name).Parse(text))
