@@ -56,6 +56,7 @@ func (b *builder) outboundCluster(sp servicePort, subset string, lb cluster.Clus
 	if b.secure() {
 		key += "|tls"
 	}
+	key += b.entryClusterVariant(sp)
 	return shared(b, b.idx.clusters, key, func() *cluster.Cluster {
 		c := b.newOutboundCluster(sp, subset, lb)
 		b.applyUpstreamTLS(c, sp, subset)
@@ -64,7 +65,7 @@ func (b *builder) outboundCluster(sp servicePort, subset string, lb cluster.Clus
 }
 
 func (b *builder) newOutboundCluster(sp servicePort, subset string, lb cluster.Cluster_LbPolicy) *cluster.Cluster {
-	return &cluster.Cluster{
+	c := &cluster.Cluster{
 		Name:                          OutboundClusterName(sp.port.Port, subset, sp.host),
 		ClusterDiscoveryType:          &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
 		EdsClusterConfig:              &cluster.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()},
@@ -72,6 +73,23 @@ func (b *builder) newOutboundCluster(sp servicePort, subset string, lb cluster.C
 		LbPolicy:                      lb,
 		TypedExtensionProtocolOptions: b.outboundProtocolOptions(sp.port.Protocol),
 	}
+	if sp.svc.Entry != nil {
+		b.entryCluster(c, sp, subsetLabels(b.idx.rules[sp.host], subset))
+	}
+	return c
+}
+
+// subsetLabels are the labels of a DestinationRule subset; nil for no subset.
+func subsetLabels(dr *model.DestinationRule, subset string) map[string]string {
+	if dr == nil || subset == "" {
+		return nil
+	}
+	for _, ss := range dr.Subsets {
+		if ss.Name == subset {
+			return ss.Labels
+		}
+	}
+	return nil
 }
 
 // outboundProtocolOptions: a port without a declared protocol is sniffed in capture
