@@ -578,6 +578,23 @@ spec:
   - matches: [{headers: [{name: x-ledger, value: v3}]}]
     backendRefs: [{name: infra-backend-v3, port: 8080}]
 `,
+	"gamma.yaml": `
+# GAMMA: an HTTPRoute whose parent is a Service configures the sidecars calling it.
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: mesh-v1, namespace: gw}
+spec:
+  parentRefs: [{group: "", kind: Service, name: infra-backend-v1, port: 8080}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /to-v2}}]
+    backendRefs: [{name: infra-backend-v2, port: 8080}]
+  - matches: [{headers: [{name: x-to, value: v3}]}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x-gamma, value: "yes"}]}
+    backendRefs: [{name: infra-backend-v3, port: 8080}]
+  - backendRefs: [{name: infra-backend-v1, port: 8080}]
+`,
 	"namespaces.yaml": `
 # Gateway listener allowedRoutes: From Selector, Same (default), kinds.
 apiVersion: gateway.networking.k8s.io/v1

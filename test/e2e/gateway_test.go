@@ -537,6 +537,26 @@ func TestGatewayAPI(t *testing.T) {
 		})
 	})
 
+	t.Run("gamma", func(t *testing.T) {
+		for _, c := range []struct {
+			name, path string
+			header     []string
+			backend    string
+		}{
+			{"path rule", "/to-v2/x", nil, v2},
+			{"header rule", "/", []string{"-H", "x-to: v3"}, v3},
+			{"default rule", "/", nil, v1},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				args := append([]string{"http://infra-backend-v1.gw:8080" + c.path, "-n", "5"}, c.header...)
+				sum := s.m.call("tcp-backend.gw", args...)
+				if sum.Status[200] != 5 || sum.Backends[c.backend] != 5 {
+					t.Errorf("calls through the sidecar: %+v, want 5 from %s", sum, c.backend)
+				}
+			})
+		}
+	})
+
 	t.Run("status", func(t *testing.T) {
 		out, err := s.m.skein("get", "gateway", "same-namespace", "-n", "gw", "-o", "yaml")
 		if err != nil {
