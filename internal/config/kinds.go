@@ -34,11 +34,13 @@ const (
 	kindServiceEntry          = "ServiceEntry"
 )
 
-const supportedKinds = "skein.dev/v1alpha1 Workload, v1 Secret and Namespace, gateway.networking.k8s.io GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute and ReferenceGrant, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, ServiceEntry and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication"
+const supportedKinds = "skein.dev/v1alpha1 Workload, v1 Secret and Namespace, gateway.networking.k8s.io GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute and ReferenceGrant, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, ServiceEntry, Gateway and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication"
 
 // kind says how one kind of object is checked, decoded, translated and cross-checked.
 type kind struct {
-	name        string
+	name string
+	// kind is the YAML kind when it differs from name (two API groups use "Gateway").
+	kind        string
 	apiVersions []string
 	// checkType is what strict.Check walks; protobuf fields in it are checked by descriptor.
 	checkType  reflect.Type
@@ -174,7 +176,7 @@ func kinds() []kind {
 				return svcs, &spec, issues
 			},
 		},
-	}, gatewayKinds()...)
+	}, append(gatewayKinds(), istioGatewayKind())...)
 }
 
 // decodeIstioOptionalSpec is decodeIstio for kinds whose spec may be empty or absent:
@@ -195,7 +197,7 @@ func decodeIstioOptionalSpec(data []byte, spec proto.Message) []strict.Issue {
 
 func findKind(apiVersion, name string) *kind {
 	for _, k := range kinds() {
-		if k.name != name {
+		if k.name != name && k.kind != name {
 			continue
 		}
 		for _, v := range k.apiVersions {

@@ -396,6 +396,10 @@ func (l *loader) finish() (*model.Mesh, error) {
 	}
 	resolveEntryHosts(mesh, cat)
 	l.resolveGateways(mesh, cat)
+	l.bindIstioGateways(mesh, cat)
+	if len(l.errs) > 0 {
+		return nil, l.errs
+	}
 	if err := l.checkGatewayProxies(mesh); err != nil {
 		return nil, err
 	}

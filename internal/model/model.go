@@ -224,7 +224,18 @@ type VirtualService struct {
 	Gateways []string    `json:"gateways,omitempty"`
 	HTTP     []HTTPRoute `json:"http,omitempty"`
 	TCP      []TCPRoute  `json:"tcp,omitempty"`
-	Source   Source      `json:"source"`
+	// TLS routes TLS connections by SNI without terminating them (gateways'
+	// PASSTHROUGH servers).
+	TLS    []TLSRoute `json:"tls,omitempty"`
+	Source Source     `json:"source"`
+}
+
+// TLSRoute forwards TLS connections whose SNI matches one of SNIHosts, optionally on
+// one port.
+type TLSRoute struct {
+	SNIHosts     []string           `json:"sniHosts"`
+	Port         int                `json:"port,omitempty"`
+	Destinations []RouteDestination `json:"destinations"`
 }
 
 // HTTPRoute is one rule of a VirtualService: the first rule whose any match applies wins.

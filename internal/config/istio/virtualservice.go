@@ -26,24 +26,45 @@ func VirtualService(nn model.NamespacedName, spec *networking.VirtualService, su
 	if len(spec.GetHosts()) == 0 {
 		is.add("spec.hosts", "at least one host is required")
 	}
+	mesh := len(spec.GetGateways()) == 0
+	for i, g := range spec.GetGateways() {
+		if g == "" {
+			is.add(strict.Index("spec.gateways", i), "gateway name must not be empty")
+		}
+		ref := GatewayRef(g, nn.Namespace)
+		mesh = mesh || ref == "mesh"
+		out.Gateways = append(out.Gateways, ref)
+	}
 	for i, h := range spec.GetHosts() {
 		path := strict.Index("spec.hosts", i)
 		switch {
 		case h == "":
 			is.add(path, "host must not be empty")
-		case h == "*" || h[0] == '*':
-			is.add(path, "wildcard host %q is not supported yet by skein", h)
+		case (h == "*" || h[0] == '*') && mesh:
+			// Gateways match wildcard hosts against their servers' hosts; sidecars
+			// route by service, where skein does not take wildcards yet.
+			is.add(path, "wildcard host %q is not supported yet by skein for the mesh (only on gateways)", h)
 		}
 		out.Hosts = append(out.Hosts, ResolveHost(h, nn.Namespace, suffix))
 	}
-	for i, g := range spec.GetGateways() {
-		if g != "mesh" {
-			is.add(strict.Index("spec.gateways", i), "gateway %q is not supported yet by skein (only \"mesh\")", g)
-		}
-		out.Gateways = append(out.Gateways, g)
+	if len(spec.GetHttp()) == 0 && len(spec.GetTcp()) == 0 && len(spec.GetTls()) == 0 {
+		is.add("spec", "at least one http, tcp or tls route is required")
 	}
-	if len(spec.GetHttp()) == 0 && len(spec.GetTcp()) == 0 {
-		is.add("spec", "at least one http or tcp route is required")
+	for i, r := range spec.GetTls() {
+		path := strict.Index("spec.tls", i)
+		if mesh {
+			is.add(path, "tls routes are supported by skein on gateways only (set gateways without mesh)")
+		}
+		tr := tcpRoutes(&networking.TCPRoute{Route: r.GetRoute()}, path, nn.Namespace, suffix, &is)
+		if len(r.GetMatch()) == 0 {
+			is.add(strict.Field(path, "match"), "at least one match with sniHosts is required")
+		}
+		for j, m := range r.GetMatch() {
+			if len(m.GetSniHosts()) == 0 {
+				is.add(strict.Field(strict.Index(strict.Field(path, "match"), j), "sniHosts"), "at least one SNI host is required")
+			}
+			out.TLS = append(out.TLS, model.TLSRoute{SNIHosts: m.GetSniHosts(), Port: int(m.GetPort()), Destinations: tr[0].Destinations})
+		}
 	}
 	for i, r := range spec.GetHttp() {
 		out.HTTP = append(out.HTTP, httpRoute(r, strict.Index("spec.http", i), nn.Namespace, suffix, &is))
