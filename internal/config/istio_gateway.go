@@ -122,7 +122,7 @@ func bindIstioGateway(g *istio.Gateway, mesh *model.Mesh, cat *istio.Catalog, se
 				case model.GatewayHTTP, model.GatewayHTTPS:
 					vh := model.GatewayVirtualHost{Hostname: served}
 					for ri, r := range vs.HTTP {
-						gr, ok := gatewayRouteOf(vs, r, s.Port, cat)
+						gr, ok := gatewayRouteOf(vs, r, s.Port, ref, cat)
 						if !ok {
 							continue
 						}
@@ -201,11 +201,11 @@ func serverServes(hosts []string, gwNS, vsNS, host string) string {
 }
 
 // gatewayRouteOf is a VirtualService http rule as a gateway route: matches for another
-// port left out, destination ports resolved.
-func gatewayRouteOf(vs *model.VirtualService, r model.HTTPRoute, port int, cat *istio.Catalog) (model.GatewayRoute, bool) {
+// port or other gateways left out, destination ports resolved.
+func gatewayRouteOf(vs *model.VirtualService, r model.HTTPRoute, port int, ref string, cat *istio.Catalog) (model.GatewayRoute, bool) {
 	var matches []model.HTTPMatch
 	for _, m := range r.Matches {
-		if m.Port == 0 || m.Port == port {
+		if (m.Port == 0 || m.Port == port) && m.AppliesToGateway(ref) {
 			matches = append(matches, m)
 		}
 	}

@@ -280,6 +280,22 @@ type HTTPMatch struct {
 	// these labels / in this namespace; they are decided per proxy at translation.
 	SourceLabels    map[string]string `json:"sourceLabels,omitempty"`
 	SourceNamespace string            `json:"sourceNamespace,omitempty"`
+	// Gateways restricts the match to these gateways ("ns/name", or "mesh" for
+	// sidecars), overriding the VirtualService's gateways; empty: all of those.
+	Gateways []string `json:"gateways,omitempty"`
+}
+
+// AppliesToGateway reports whether a match holds on a gateway ("ns/name" or "mesh").
+func (m *HTTPMatch) AppliesToGateway(ref string) bool {
+	if len(m.Gateways) == 0 {
+		return true
+	}
+	for _, g := range m.Gateways {
+		if g == ref {
+			return true
+		}
+	}
+	return false
 }
 
 // AppliesToSource reports whether a match's source conditions hold for a caller

@@ -28,6 +28,7 @@ func init() {
 		"istio.networking.v1alpha3.Port.target_port",
 		"istio.networking.v1alpha3.ServerTLSSettings.mode",
 		"istio.networking.v1alpha3.ServerTLSSettings.credential_name",
+		"istio.networking.v1alpha3.HTTPMatchRequest.gateways",
 		// VirtualService tls routes: TLS passthrough by SNI on gateways.
 		"istio.networking.v1alpha3.VirtualService.tls",
 		"istio.networking.v1alpha3.TLSRoute.match",

@@ -102,6 +102,9 @@ func httpRoute(r *networking.HTTPRoute, path, ns, suffix string, is *issues) mod
 			hm.Headers[name] = stringMatch(m.GetHeaders()[name], hpath, is)
 		}
 		httpMatchExtras(m, &hm, mpath, is)
+		for _, g := range m.GetGateways() {
+			hm.Gateways = append(hm.Gateways, GatewayRef(g, ns))
+		}
 		out.Matches = append(out.Matches, hm)
 	}
 	if len(r.GetRoute()) == 0 && r.GetRedirect() == nil {

@@ -137,3 +137,29 @@ func deepCopy(m map[string]any) map[string]any {
 	_ = json.Unmarshal(data, &out)
 	return out
 }
+
+// gatewayEndpointsLocked are a gateway workload's endpoints: a gateway has no app
+// ports, but a Service may select it (Istio's istio-egressgateway Service), and then
+// each of the Service's target ports is the gateway proxy's own listener on the host,
+// reached without mesh mTLS (the listener's server decides its TLS). Called with m.mu.
+func (m *Mesh) gatewayEndpointsLocked(w *workloadRun) []model.Endpoint {
+	var eps []model.Endpoint
+	for _, svc := range m.cfg.Services {
+		if svc.Namespace != w.spec.Namespace || !model.Selects(svc.Selector, w.spec.Labels) {
+			continue
+		}
+		for _, p := range svc.Ports {
+			target := p.TargetPort
+			if target == 0 {
+				target = p.Port
+			}
+			for _, r := range w.replicas {
+				eps = append(eps, model.Endpoint{
+					Workload: w.spec.NamespacedName, Replica: r.index, Labels: w.spec.Labels,
+					Address: r.proxy.IP, Port: target, TargetPort: target, Healthy: r.healthy.Load(),
+				})
+			}
+		}
+	}
+	return eps
+}

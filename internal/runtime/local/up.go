@@ -316,6 +316,10 @@ func (m *Mesh) push() int64 {
 func (m *Mesh) endpointsLocked() []model.Endpoint {
 	var eps []model.Endpoint
 	for _, w := range m.sortedWorkloadsLocked() {
+		if w.spec.Role == model.RoleGateway {
+			eps = append(eps, m.gatewayEndpointsLocked(w)...)
+			continue
+		}
 		for _, r := range w.replicas {
 			healthy := r.healthy.Load()
 			for _, cp := range w.spec.Ports {

@@ -198,7 +198,7 @@ func (b *builder) httpRoutes(sp servicePort) ([]*route.Route, error) {
 			}
 			var action *route.RouteAction
 			for _, m := range matches {
-				if m.Port != 0 && m.Port != sp.port.Port || !m.AppliesToSource(b.proxy) {
+				if m.Port != 0 && m.Port != sp.port.Port || !m.AppliesToSource(b.proxy) || !m.AppliesToGateway("mesh") {
 					continue
 				}
 				rm, err := routeMatch(m)
