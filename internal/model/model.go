@@ -226,18 +226,9 @@ type VirtualService struct {
 	Gateways []string    `json:"gateways,omitempty"`
 	HTTP     []HTTPRoute `json:"http,omitempty"`
 	TCP      []TCPRoute  `json:"tcp,omitempty"`
-	// TLS routes TLS connections by SNI without terminating them (gateways'
-	// PASSTHROUGH servers).
+	// TLS routes pick a destination by the ClientHello's SNI (l4route.go).
 	TLS    []TLSRoute `json:"tls,omitempty"`
 	Source Source     `json:"source"`
-}
-
-// TLSRoute forwards TLS connections whose SNI matches one of SNIHosts, optionally on
-// one port.
-type TLSRoute struct {
-	SNIHosts     []string           `json:"sniHosts"`
-	Port         int                `json:"port,omitempty"`
-	Destinations []RouteDestination `json:"destinations"`
 }
 
 // HTTPRoute is one rule of a VirtualService: the first rule whose any match applies wins.
@@ -258,6 +249,9 @@ type HTTPRoute struct {
 	Fault   *HTTPFault   `json:"fault,omitempty"`
 	Mirrors []Mirror     `json:"mirrors,omitempty"`
 	CORS    *CORSPolicy  `json:"cors,omitempty"`
+	// Delegate names the VirtualService whose rules handle this rule's requests (see
+	// delegate.go); the loader resolves it, so translators never see one.
+	Delegate *NamespacedName `json:"delegate,omitempty"`
 }
 
 // HTTPMatch is the conjunction of its set conditions.
@@ -349,7 +343,9 @@ type RouteDestination struct {
 
 // TCPRoute forwards connections, optionally restricted to a port.
 type TCPRoute struct {
-	Port         int                `json:"port,omitempty"`
+	Port int `json:"port,omitempty"`
+	// L4Conditions are the match's other conditions (l4route.go).
+	L4Conditions
 	Destinations []RouteDestination `json:"destinations"`
 }
 

@@ -23,8 +23,9 @@ func (is *issues) add(path, format string, args ...any) {
 func VirtualService(nn model.NamespacedName, spec *networking.VirtualService, suffix string) (*model.VirtualService, []strict.Issue) {
 	var is issues
 	out := &model.VirtualService{NamespacedName: nn}
-	if len(spec.GetHosts()) == 0 {
-		is.add("spec.hosts", "at least one host is required")
+	delegate := len(spec.GetHosts()) == 0 // a delegate VirtualService (see delegate.go)
+	if delegate {
+		checkDelegate(spec, &is)
 	}
 	mesh := len(spec.GetGateways()) == 0
 	for i, g := range spec.GetGateways() {
@@ -50,27 +51,14 @@ func VirtualService(nn model.NamespacedName, spec *networking.VirtualService, su
 	if len(spec.GetHttp()) == 0 && len(spec.GetTcp()) == 0 && len(spec.GetTls()) == 0 {
 		is.add("spec", "at least one http, tcp or tls route is required")
 	}
-	for i, r := range spec.GetTls() {
-		path := strict.Index("spec.tls", i)
-		if mesh {
-			is.add(path, "tls routes are supported by skein on gateways only (set gateways without mesh)")
-		}
-		tr := tcpRoutes(&networking.TCPRoute{Route: r.GetRoute()}, path, nn.Namespace, suffix, &is)
-		if len(r.GetMatch()) == 0 {
-			is.add(strict.Field(path, "match"), "at least one match with sniHosts is required")
-		}
-		for j, m := range r.GetMatch() {
-			if len(m.GetSniHosts()) == 0 {
-				is.add(strict.Field(strict.Index(strict.Field(path, "match"), j), "sniHosts"), "at least one SNI host is required")
-			}
-			out.TLS = append(out.TLS, model.TLSRoute{SNIHosts: m.GetSniHosts(), Port: int(m.GetPort()), Destinations: tr[0].Destinations})
-		}
-	}
 	for i, r := range spec.GetHttp() {
 		out.HTTP = append(out.HTTP, httpRoute(r, strict.Index("spec.http", i), nn.Namespace, suffix, &is))
 	}
 	for i, r := range spec.GetTcp() {
 		out.TCP = append(out.TCP, tcpRoutes(r, strict.Index("spec.tcp", i), nn.Namespace, suffix, &is)...)
+	}
+	for i, r := range spec.GetTls() {
+		out.TLS = append(out.TLS, tlsRoutes(r, strict.Index("spec.tls", i), nn.Namespace, suffix, &is)...)
 	}
 	return out, is
 }
@@ -107,7 +95,9 @@ func httpRoute(r *networking.HTTPRoute, path, ns, suffix string, is *issues) mod
 		}
 		out.Matches = append(out.Matches, hm)
 	}
-	if len(r.GetRoute()) == 0 && r.GetRedirect() == nil {
+	if r.GetDelegate() != nil {
+		out.Delegate = delegateRef(r, path, ns, is)
+	} else if len(r.GetRoute()) == 0 && r.GetRedirect() == nil {
 		is.add(strict.Field(path, "route"), "at least one route destination (or a redirect) is required")
 	}
 	weights := make([]int32, len(r.GetRoute()))
@@ -156,7 +146,9 @@ func tcpRoutes(r *networking.TCPRoute, path, ns, suffix string, is *issues) []mo
 		if m.GetPort() > 65535 {
 			is.add(strict.Field(strict.Index(strict.Field(path, "match"), i), "port"), "port %d out of range [1, 65535]", m.GetPort())
 		}
-		out = append(out, model.TCPRoute{Port: int(m.GetPort()), Destinations: dests})
+		mpath := strict.Index(strict.Field(path, "match"), i)
+		out = append(out, model.TCPRoute{Port: int(m.GetPort()), Destinations: dests,
+			L4Conditions: l4Conditions(m.GetDestinationSubnets(), m.GetSourceLabels(), m.GetSourceNamespace(), mpath, is)})
 	}
 	return out
 }
