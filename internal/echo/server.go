@@ -35,11 +35,16 @@ func Serve(ctx context.Context, ln net.Listener, opts Options) error {
 	gs.RegisterService(echoServiceDesc(), &grpcEcho{opts: opts, caller: c, ledger: led})
 
 	plain := &httpHandler{opts: opts, caller: c, log: opts.Logger, ledger: led}
+	ws := webSocketHandler(opts.Identity)
 	dispatch := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			if r, failed := led.failGRPC(w, r); !failed {
 				gs.ServeHTTP(w, r)
 			}
+			return
+		}
+		if isWebSocket(r) {
+			ws.ServeHTTP(w, r)
 			return
 		}
 		plain.ServeHTTP(w, r)
