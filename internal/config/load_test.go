@@ -166,9 +166,9 @@ spec:
 		DestinationRules: []*model.DestinationRule{{
 			NamespacedName: model.NamespacedName{Namespace: "default", Name: "d"},
 			Host:           "catalog.default.svc.cluster.local",
-			TrafficPolicy:  &model.TrafficPolicy{LoadBalancer: model.LBRoundRobin},
+			TrafficPolicy:  &model.TrafficPolicy{LoadBalancer: &model.LoadBalancerSettings{Simple: model.LBRoundRobin}},
 			Subsets: []model.Subset{{Name: "v1", Labels: map[string]string{"v": "1"},
-				TrafficPolicy: &model.TrafficPolicy{LoadBalancer: model.LBLeastRequest}}},
+				TrafficPolicy: &model.TrafficPolicy{LoadBalancer: &model.LoadBalancerSettings{Simple: model.LBLeastRequest}}}},
 			Source: model.Source{File: "f.yaml", Line: 12},
 		}},
 	}

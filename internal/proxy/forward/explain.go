@@ -207,8 +207,17 @@ func pickListener(cfg *Config, name string, r *http.Request) (*Listener, *Chain,
 }
 
 func lbName(p resource.LBPolicy) string {
-	if p == resource.LBLeastRequest {
+	switch p {
+	case resource.LBLeastRequest:
 		return "LEAST_REQUEST"
+	case resource.LBRandom:
+		return "RANDOM"
+	case resource.LBRingHash:
+		return "RING_HASH"
+	case resource.LBMaglev:
+		return "MAGLEV"
+	case resource.LBClusterProvided:
+		return "CLUSTER_PROVIDED"
 	}
 	return "ROUND_ROBIN"
 }

@@ -67,6 +67,8 @@ type Forwarder struct {
 	proxy   *httputil.ReverseProxy
 	h1, h2  *http.Transport
 	tls     tlsTransports
+	// idlePools: transports with a cluster's idle timeout (pool.go).
+	idlePools idlePools
 }
 
 type ctxKey int
@@ -85,6 +87,10 @@ type reqState struct {
 	// routeTimeout is set when the route has a timeout, so a deadline is known to be
 	// the route's (UT) rather than the caller's.
 	routeTimeout bool
+	// pick is the request's hash for consistent-hash clusters; setCookie a generated
+	// hash cookie for the response (pool.go).
+	pick      upstream.Request
+	setCookie string
 }
 
 // New returns a Forwarder. Its connection pools are shared by all configs, keyed by
@@ -127,6 +133,7 @@ func (f *Forwarder) Close() {
 	f.h1.CloseIdleConnections()
 	f.h2.CloseIdleConnections()
 	f.tls.closeIdle()
+	f.idlePools.closeIdle()
 }
 
 func dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -137,11 +144,12 @@ func dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if b, ok := ctx.Value(bindKey).(string); ok && b != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(b)}
 	}
+	applyDialOptions(ctx, &d) // cluster keepalive (pool.go)
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, &ConnectError{Address: addr, Err: err}
 	}
-	return conn, nil
+	return countConn(ctx, conn), nil
 }
 
 // rewrite keeps Host (the upstream sees the name the client used) and, because
@@ -273,6 +281,7 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 		return
 	}
 	st := &reqState{cluster: c, info: info, routeTimeout: rt.Timeout > 0}
+	prepareUpstream(st, c, rt, r)
 	if rt.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
@@ -350,6 +359,9 @@ func (f *Forwarder) modifyResponse(resp *http.Response) error {
 				_, st.info.UpstreamPrincipal = securityOf(resp.TLS)
 			}
 		}
+		if st.setCookie != "" {
+			resp.Header.Add("Set-Cookie", st.setCookie)
+		}
 	}
 	return trailersOnlyToTrailers(resp)
 }
@@ -403,10 +415,17 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		st.info.UpstreamHost = dst
 		return transport.RoundTrip(out)
 	}
+	// Circuit breakers: one slot per request, whatever its attempts (UO on overflow).
+	release, err := c.AdmitRequest(req.Context(), http2)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
+	}
+	ctx = poolContext(ctx, c)
 	var failed *upstream.Endpoint
 	for attempt := 0; ; attempt++ {
-		ep := c.Pick(failed)
+		ep := c.Choose(st.pickFor(failed))
 		if ep == nil {
+			release()
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, ErrNoHealthyUpstream)
 		}
 		var transport http.RoundTripper = rt.f.h1
@@ -427,17 +446,21 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		st.info.UpstreamHost = ep.Address
 		done := ep.Begin()
-		resp, err := transport.RoundTrip(out)
+		start := time.Now()
+		resp, err := rt.f.pooled(c, transport, http2).RoundTrip(out)
 		if err != nil {
 			done()
+			observeError(c, ep, req, err, start)
 			var ce *ConnectError
 			if errors.As(err, &ce) && attempt == 0 && ep != failed && len(c.Endpoints()) > 1 && (body == nil || !body.used.Load()) {
 				failed = ep
 				continue
 			}
+			release()
 			return nil, err
 		}
-		resp.Body = &doneBody{ReadCloser: resp.Body, done: done}
+		c.ObserveResponse(ep, resp.StatusCode, time.Since(start))
+		resp.Body = &doneBody{ReadCloser: resp.Body, done: func() { done(); release() }}
 		return resp, nil
 	}
 }
@@ -484,6 +507,8 @@ func (f *Forwarder) writeError(w http.ResponseWriter, r *http.Request, err error
 		flag = streaminfo.NoClusterFound
 	case errors.Is(err, ErrNoHealthyUpstream):
 		flag = streaminfo.NoHealthyUpstream
+	case errors.Is(err, upstream.ErrOverflow):
+		flag, _ = overflowFlag(w, err)
 	case errors.As(err, &ce):
 		// A connect timeout is a connect failure (503), not a route timeout.
 		flag = streaminfo.UpstreamConnectionFailure

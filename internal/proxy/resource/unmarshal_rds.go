@@ -115,6 +115,10 @@ func routeEntry(pb *routev3.Route) (Route, error) {
 		}
 		r.Timeout = t.AsDuration()
 	}
+	var err error
+	if r.HashPolicies, err = hashPolicies(action); err != nil { // hash_policy.go
+		return r, err
+	}
 	return r, nil
 }
 

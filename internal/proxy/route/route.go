@@ -44,6 +44,8 @@ type Route struct {
 	cumul    []uint64
 	total    uint64
 	Timeout  time.Duration
+	// HashPolicies key consistent-hash balancing (upstream.RequestHash).
+	HashPolicies []resource.HashPolicy
 }
 
 // New compiles a route configuration.
@@ -74,7 +76,7 @@ func New(rc *resource.RouteConfig) *Table {
 }
 
 func compileRoute(r resource.Route) *Route {
-	cr := &Route{Name: r.Name, match: r.Match, Clusters: r.Clusters, Timeout: r.Timeout}
+	cr := &Route{Name: r.Name, match: r.Match, Clusters: r.Clusters, Timeout: r.Timeout, HashPolicies: r.HashPolicies}
 	for _, c := range r.Clusters {
 		cr.total += uint64(c.Weight)
 		cr.cumul = append(cr.cumul, cr.total)

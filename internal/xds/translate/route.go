@@ -203,6 +203,7 @@ func (b *builder) httpRoutes(sp servicePort) ([]*route.Route, error) {
 		Action: &route.Route_Route{Route: &route.RouteAction{
 			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: OutboundClusterName(sp.port.Port, "", sp.host)},
 			Timeout:          durationpb.New(0),
+			HashPolicy:       b.hashPolicy(OutboundClusterName(sp.port.Port, "", sp.host)),
 		}},
 	}}, nil
 }
@@ -215,6 +216,11 @@ func (b *builder) routeAction(vs *model.VirtualService, rule model.HTTPRoute, sp
 		return nil, err
 	}
 	a := &route.RouteAction{Timeout: durationpb.New(rule.Timeout)}
+	for _, c := range clusters {
+		if a.HashPolicy == nil {
+			a.HashPolicy = b.hashPolicy(c.name) // DestinationRule consistentHash (hashpolicy.go)
+		}
+	}
 	if len(clusters) == 1 {
 		a.ClusterSpecifier = &route.RouteAction_Cluster{Cluster: clusters[0].name}
 		return a, nil
