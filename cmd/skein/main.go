@@ -45,6 +45,7 @@ func newRootCmd() *cobra.Command {
 		newTapCmd(),
 		newExplainCmd(),
 		newDashboardCmd(),
+		newBootstrapCmd(),
 	)
 	return root
 }

@@ -298,12 +298,17 @@ using the sidecar's own compiled tables (POST /explain on its admin port): the l
 the virtual host and why, every route tried in order and why it did not match, the
 authorization decision, the destination clusters with their subsets, endpoints and
 health, load balancer, timeout/retry/fault policy, TLS mode, and the outcome
-(forwarded, or the status and Envoy response flag the proxy answers itself).`,
+(forwarded, or the status and Envoy response flag the proxy answers itself).
+When the request is forwarded to a workload of the mesh, the destination sidecar
+(the one owning the first healthy endpoint) then explains it as a connection from
+WORKLOAD (over mTLS with WORKLOAD's SPIFFE ID when the caller originates mTLS): its
+inbound filter chain, the authorization decision of its RBAC filters with the
+AuthorizationPolicy and rule that decided (ns[NS]-policy[NAME]-rule[N]) and its route.`,
 		Example: `  skein explain frontend http://catalog:8080/items -H 'x-canary: true'
   skein explain frontend http://nosuch:8080/`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			targets, _, err := targetsOf(cmd.Context(), stateDir, args[0])
+			targets, st, err := targetsOf(cmd.Context(), stateDir, args[0])
 			if err != nil {
 				return err
 			}
@@ -318,16 +323,22 @@ health, load balancer, timeout/retry/fault policy, TLS mode, and the outcome
 			t := targets[0]
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			ex, err := observe.Explain(ctx, observeClient, t.Admin, req)
-			if err != nil {
+			var path *observe.Path
+			if listener != "" {
+				ex, err := observe.Explain(ctx, observeClient, t.Admin, req)
+				if err != nil {
+					return err
+				}
+				path = &observe.Path{Source: ex}
+			} else if path, err = observe.ExplainPath(ctx, observeClient, t, observe.Targets(st), req); err != nil {
 				return err
 			}
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(ex)
+				return enc.Encode(path)
 			}
-			observe.RenderExplanation(cmd.OutOrStdout(), fmt.Sprintf("%s.%s (%s)", t.Workload, t.Namespace, t.Proxy), req, ex)
+			observe.RenderPath(cmd.OutOrStdout(), fmt.Sprintf("%s.%s (%s)", t.Workload, t.Namespace, t.Proxy), req, path)
 			return nil
 		},
 	}

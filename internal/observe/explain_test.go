@@ -2,6 +2,7 @@ package observe
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"net/http"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"skein.dev/skein/internal/proxy/admin"
 	"skein.dev/skein/internal/proxy/forward"
 	"skein.dev/skein/internal/proxy/resource"
+	"skein.dev/skein/internal/proxy/stats"
 	"skein.dev/skein/internal/proxy/tlsconf"
 	"skein.dev/skein/internal/proxy/xdsclient"
 	"skein.dev/skein/internal/xds/translate"
@@ -29,13 +31,11 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-// demoForwarder compiles the frontend sidecar's config for the built-in demo exactly as
-// a running proxy would: the translator's output, decoded by the proxy's decoder,
-// compiled by forward.Compile. catalog-v2-1 is down and inventory has no healthy
-// replica.
-func demoForwarder(t *testing.T) *forward.Forwarder {
+// demoMesh is the built-in demo with the explain tests' authorization policies:
+// catalog-v2-1 is down and inventory has no healthy replica.
+func demoMesh(t *testing.T) *model.Mesh {
 	t.Helper()
-	mesh, err := config.Load(filepath.Join("..", "..", "examples", "demo"))
+	mesh, err := config.Load(filepath.Join("..", "..", "examples", "demo"), filepath.Join("testdata", "explain", "policies.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,9 +50,31 @@ func demoForwarder(t *testing.T) *forward.Forwarder {
 		ep("catalog-v2", "v2", 1, 20003, false),
 		ep("inventory", "v1", 0, 20004, false),
 	}
-	proxy := &model.Proxy{ID: "frontend-0.default", Role: model.RoleSidecar, Workload: model.NamespacedName{Namespace: "default", Name: "frontend"},
-		Labels: map[string]string{"app": "frontend", "version": "v1"}, Capture: model.CaptureNone, IP: "127.0.0.1",
-		InboundPorts: map[int]int{8080: 21000}, AppPorts: map[int]int{8080: 21001}, OutboundHTTPPort: 21002}
+	return mesh
+}
+
+// demoForwarder compiles the frontend sidecar's config for the demo exactly as a
+// running proxy would.
+func demoForwarder(t *testing.T) *forward.Forwarder {
+	t.Helper()
+	return compileFor(t, demoMesh(t), &model.Proxy{ID: "frontend-0.default", Role: model.RoleSidecar, Workload: model.NamespacedName{Namespace: "default", Name: "frontend"},
+		Labels: map[string]string{"app": "frontend", "version": "v1"}, Capture: model.CaptureNone, IP: "127.0.0.1", ServiceAccount: "frontend",
+		InboundPorts: map[int]int{8080: 21000}, AppPorts: map[int]int{8080: 21001}, OutboundHTTPPort: 21002})
+}
+
+// catalogV2Forwarder is catalog-v2-0's sidecar, whose inbound listener is the
+// endpoint 127.0.0.1:20002 frontend's canary cluster names.
+func catalogV2Forwarder(t *testing.T) *forward.Forwarder {
+	t.Helper()
+	return compileFor(t, demoMesh(t), &model.Proxy{ID: "catalog-v2-0.default", Role: model.RoleSidecar, Workload: model.NamespacedName{Namespace: "default", Name: "catalog-v2"},
+		Labels: map[string]string{"app": "catalog", "version": "v2"}, Capture: model.CaptureNone, IP: "127.0.0.1", ServiceAccount: "catalog",
+		InboundPorts: map[int]int{8080: 20002, 9090: 20012}, AppPorts: map[int]int{8080: 20102, 9090: 20112}, OutboundHTTPPort: 20202})
+}
+
+// compileFor translates the mesh for one proxy, decodes the result with the proxy's
+// decoder and compiles it with its filters (RBAC included), as a running proxy does.
+func compileFor(t *testing.T, mesh *model.Mesh, proxy *model.Proxy) *forward.Forwarder {
+	t.Helper()
 	res, err := translate.ForProxy(mesh, proxy)
 	if err != nil {
 		t.Fatal(err)
@@ -89,12 +111,35 @@ func demoForwarder(t *testing.T) *forward.Forwarder {
 		u.Endpoints[de.Name] = de.Resource
 	}
 	var cfg atomic.Pointer[forward.Config]
-	compiled, err := forward.Compile(u, nil, tlsconf.Env{})
+	compiled, err := forward.CompileWith(u, nil, tlsconf.Env{}, forward.FilterDeps{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Store(compiled)
 	return forward.New(forward.Options{Config: &cfg})
+}
+
+// serveAdmin serves a forwarder's POST /explain on loopback as skein proxy does.
+func serveAdmin(t *testing.T, fwd *forward.Forwarder) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- admin.Serve(ctx, admin.Options{Address: "127.0.0.1:0", Metrics: stats.New(), OnListening: func(a string) { addr <- a },
+			Explain: func(req admin.ExplainRequest) (any, error) {
+				return fwd.ExplainConn(forward.ExplainInput{Listener: req.Listener, Destination: req.Destination, TLS: req.TLS,
+					SourcePrincipal: req.SourcePrincipal, SourceAddress: req.SourceAddress, Request: req.Request()})
+			}})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case a := <-addr:
+		return a
+	case err := <-done:
+		t.Fatal(err)
+	}
+	return ""
 }
 
 func mustAny(t *testing.T, m interface {
@@ -108,31 +153,38 @@ func mustAny(t *testing.T, m interface {
 	return a
 }
 
+// TestExplainGolden explains requests from frontend through the admin API of two
+// sidecars (frontend's, then catalog-v2-0's for requests forwarded to it), as
+// `skein explain` does, and compares the rendered trace with golden files.
 func TestExplainGolden(t *testing.T) {
-	fwd := demoForwarder(t)
+	frontend := serveAdmin(t, demoForwarder(t))
+	catalog := serveAdmin(t, catalogV2Forwarder(t))
+	source := Target{Proxy: "frontend-0.default", Workload: "frontend", Namespace: "default", Admin: frontend}
+	targets := []Target{source, {Proxy: "catalog-v2-0.default", Workload: "catalog-v2", Namespace: "default", Admin: catalog, Inbound: []string{"127.0.0.1:20002", "127.0.0.1:20012"}}}
+	canary := map[string][]string{"x-canary": {"true"}}
 	tests := []struct {
 		name string
 		req  admin.ExplainRequest
 	}{
-		{"matched_canary", admin.ExplainRequest{Method: "GET", URL: "http://catalog:8080/items/7", Headers: map[string][]string{"x-canary": {"true"}}}},
+		// Forwarded to catalog-v2-0, whose ALLOW policy catalog-readers admits a GET.
+		{"matched_canary", admin.ExplainRequest{Method: "GET", URL: "http://catalog:8080/items/7", Headers: canary}},
 		{"matched_split", admin.ExplainRequest{Method: "GET", URL: "http://catalog:8080/items/7", Headers: map[string][]string{"x-canary": {"false"}}}},
 		{"no_route", admin.ExplainRequest{Method: "GET", URL: "http://nosuch:8080/"}},
-		// Stand-in for a denied request until an authorization engine lands: the only
-		// inventory replica is unhealthy, so the proxy answers 503 UH itself.
 		{"no_healthy_upstream", admin.ExplainRequest{Method: "POST", URL: "http://inventory:8080/stock"}},
+		// Refused by catalog-v2-0's sidecar: the DENY policy deny-admin matches.
+		{"denied_by_deny_policy", admin.ExplainRequest{Method: "GET", URL: "http://catalog:8080/admin/keys", Headers: canary}},
+		// Refused: a DELETE matches no rule of the only ALLOW policy.
+		{"denied_no_allow_match", admin.ExplainRequest{Method: "DELETE", URL: "http://catalog:8080/items/7", Headers: canary}},
 	}
+	ctx := context.Background()
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := admin.ParseExplain(tc.req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ex, err := fwd.Explain("", r)
+			p, err := ExplainPath(ctx, http.DefaultClient, source, targets, tc.req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var b bytes.Buffer
-			RenderExplanation(&b, "frontend.default (frontend-0.default)", tc.req, ex)
+			RenderPath(&b, "frontend.default (frontend-0.default)", tc.req, p)
 			golden := filepath.Join("testdata", "explain", tc.name+".txt")
 			if *update {
 				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {

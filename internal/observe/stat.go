@@ -29,18 +29,36 @@ type Target struct {
 	Namespace string
 	// Metrics is host:port serving /stats/prometheus; Admin serves /tap and /explain.
 	Metrics, Admin string
+	// Inbound are the sidecar's inbound addresses (what callers' endpoints name);
+	// IP is the pod address (isolation netns), where endpoints are ip:containerPort.
+	Inbound []string
+	IP      string
+	// Principal is the SPIFFE ID of the sidecar's certificate (empty without mTLS).
+	Principal string
 }
 
 // Targets lists the sidecars of a status.
 func Targets(st api.Status) []Target {
 	var out []Target
+	ids := map[string]string{}
+	for _, p := range st.Proxies {
+		ids[p.ID] = p.SPIFFEID
+	}
 	for _, w := range st.Workloads {
 		for _, r := range w.Replicas {
 			m := r.Metrics
 			if m == "" {
 				m = r.Admin
 			}
-			out = append(out, Target{Proxy: r.ProxyID, Workload: w.Name, Namespace: w.Namespace, Metrics: m, Admin: r.Admin})
+			t := Target{Proxy: r.ProxyID, Workload: w.Name, Namespace: w.Namespace, Metrics: m, Admin: r.Admin, IP: r.IP, Principal: ids[r.ProxyID]}
+			for _, a := range r.InboundPorts {
+				t.Inbound = append(t.Inbound, a)
+			}
+			if r.Inbound != "" && len(t.Inbound) == 0 {
+				t.Inbound = append(t.Inbound, r.Inbound)
+			}
+			sort.Strings(t.Inbound)
+			out = append(out, t)
 		}
 	}
 	return out

@@ -23,21 +23,9 @@ func startIdentity(ctx context.Context, opts Options, log *slog.Logger) (*identi
 	if opts.Identity == nil {
 		return nil, func() {}, nil
 	}
-	td := opts.Identity.TrustDomain
-	if td == "" {
-		td = model.DefaultTrustDomain
-	}
-	sa := opts.Node.ServiceAccount
-	if sa == "" {
-		sa = "default"
-	}
-	tdom, err := spiffeid.TrustDomainFromString(td)
+	id, err := workloadID(opts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("proxy: trust domain %q: %w", td, err)
-	}
-	id, err := spiffeid.FromSegments(tdom, "ns", opts.Node.Workload.Namespace, "sa", sa)
-	if err != nil {
-		return nil, nil, fmt.Errorf("proxy: workload identity: %w", err)
+		return nil, nil, err
 	}
 	conn, err := grpc.NewClient(opts.XDSAddress, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -80,4 +68,25 @@ func certsStatus(id *identity.Manager, status func() *xdsclient.Status) func() a
 		}
 		return out
 	}
+}
+
+// workloadID is the SPIFFE ID the proxy requests: spiffe://<td>/ns/<ns>/sa/<sa>.
+func workloadID(opts Options) (spiffeid.ID, error) {
+	td := opts.Identity.TrustDomain
+	if td == "" {
+		td = model.DefaultTrustDomain
+	}
+	sa := opts.Node.ServiceAccount
+	if sa == "" {
+		sa = "default"
+	}
+	tdom, err := spiffeid.TrustDomainFromString(td)
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("proxy: trust domain %q: %w", td, err)
+	}
+	id, err := spiffeid.FromSegments(tdom, "ns", opts.Node.Workload.Namespace, "sa", sa)
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("proxy: workload identity: %w", err)
+	}
+	return id, nil
 }

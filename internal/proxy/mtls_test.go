@@ -374,7 +374,7 @@ func TestMeshMTLS(t *testing.T) {
 
 	t.Run("telemetry sees mutual TLS and the peers' principals", func(t *testing.T) {
 		mtls := map[string]string{"reporter": "destination", "connection_security_policy": "mutual_tls",
-			"source_principal": clientID.String(), "destination_principal": "unknown", "source_workload": m.client.Workload.Name}
+			"source_principal": clientID.String(), "destination_principal": webID.String(), "source_workload": m.client.Workload.Name}
 		waitFor(t, "tcp close counted", func() bool {
 			_, body := m.webPx.get(t, "/stats/prometheus")
 			return counterValueText(t, body, "istio_tcp_connections_closed_total", mtls) >= 0 &&
@@ -385,9 +385,15 @@ func TestMeshMTLS(t *testing.T) {
 			t.Errorf("istio_requests_total%v = %v, want >= 1\n%s", mtls, got, grep(body, "istio_requests_total{"))
 		}
 		tcp := map[string]string{"reporter": "destination", "connection_security_policy": "mutual_tls",
-			"source_principal": clientID.String(), "request_protocol": "tcp"}
+			"source_principal": clientID.String(), "destination_principal": webID.String(), "request_protocol": "tcp"}
 		if got := counterValueText(t, body, "istio_tcp_connections_closed_total", tcp); got < 1 {
 			t.Errorf("istio_tcp_connections_closed_total%v = %v, want >= 1\n%s", tcp, got, grep(body, "istio_tcp_connections_closed_total{"))
+		}
+		// The source reporter: its own principal as source, the peer's as destination.
+		_, cbody := m.clientPx.get(t, "/stats/prometheus")
+		src := map[string]string{"reporter": "source", "source_principal": clientID.String(), "destination_principal": webID.String(), "destination_workload": "web"}
+		if got := counterValueText(t, cbody, "istio_requests_total", src); got < 1 {
+			t.Errorf("istio_requests_total%v = %v, want >= 1\n%s", src, got, grep(cbody, "istio_requests_total{"))
 		}
 	})
 

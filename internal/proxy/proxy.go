@@ -101,9 +101,17 @@ func Run(ctx context.Context, opts Options) error {
 
 	metrics := stats.New()
 	tapHub := tap.NewHub(opts.Node.ID)
+	var localPrincipal string
+	if opts.Identity != nil {
+		id, err := workloadID(opts)
+		if err != nil {
+			return err
+		}
+		localPrincipal = id.String()
+	}
 	tel, err := telemetry.New(telemetry.Options{
 		Node: opts.Node, Registry: metrics.Registry,
-		Metrics: telemetry.MetricsOptions{DropLabels: opts.DropMetricLabels},
+		Metrics: telemetry.MetricsOptions{DropLabels: opts.DropMetricLabels, LocalPrincipal: localPrincipal},
 		Sinks:   []telemetry.Sink{tapHub},
 	})
 	if err != nil {
@@ -212,11 +220,14 @@ func Run(ctx context.Context, opts Options) error {
 			Ready: func() bool {
 				return ready.Load() && (id == nil || id.Certificate() != nil)
 			},
-			Certs:       certsStatus(id, client.Status),
-			Status:      client.Status,
-			Metrics:     metrics,
-			Tap:         tapHub,
-			Explain:     func(req admin.ExplainRequest) (any, error) { return fwd.Explain(req.Listener, req.Request()) },
+			Certs:   certsStatus(id, client.Status),
+			Status:  client.Status,
+			Metrics: metrics,
+			Tap:     tapHub,
+			Explain: func(req admin.ExplainRequest) (any, error) {
+				return fwd.ExplainConn(forward.ExplainInput{Listener: req.Listener, Destination: req.Destination, TLS: req.TLS,
+					SourcePrincipal: req.SourcePrincipal, SourceAddress: req.SourceAddress, Request: req.Request()})
+			},
 			OnListening: opts.OnAdminListening,
 			Pprof:       opts.Pprof,
 		})

@@ -14,7 +14,12 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	httprbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/google/go-cmp/cmp"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -80,9 +85,14 @@ func newTelemetryMesh(t *testing.T) *telemetryMesh {
 		},
 		endpoints: []types.Resource{endpoints(catalogOut, inHTTP), endpoints(catalogV9), endpoints(echoOut, inTCP)},
 	})
+	// catalog's inbound HTTP listener carries the RBAC filters an AuthorizationPolicy
+	// becomes (Istio's order: AUDIT as LOG, then DENY).
+	inbound := withHTTPFilters(t, httpListener(t, "inbound|8080", inHTTP, "inbound|8080"),
+		rbacFilter(t, rbacv3.RBAC_LOG, "ns[default]-policy[audit-reports]-rule[0]", "/reports"),
+		rbacFilter(t, rbacv3.RBAC_DENY, "ns[default]-policy[deny-admin]-rule[0]", "/admin"))
 	cp.setFor(t, m.catalog.node, snapshot{
 		listeners: []types.Resource{
-			httpListener(t, "inbound|8080", inHTTP, "inbound|8080"),
+			inbound,
 			tcpListener(t, "inbound|9000", inTCP, "inbound|9000||"),
 		},
 		routes: []types.Resource{&routev3.RouteConfiguration{Name: "inbound|8080", VirtualHosts: []*routev3.VirtualHost{{
@@ -166,9 +176,17 @@ func TestTelemetryMeshCall(t *testing.T) {
 		}
 	})
 
-	// The stand-in for a denied call: no healthy endpoint in the v9 subset.
+	// A call the proxy itself fails: no healthy endpoint in the v9 subset.
 	if resp, _ := m.call(t, "/v9", nil); resp.StatusCode != 503 {
 		t.Fatalf("/v9: %d, want 503", resp.StatusCode)
+	}
+	// A call denied by catalog's authorization policy, and an audited one.
+	denied, _ := m.call(t, "/admin/keys", nil)
+	if body, _ := io.ReadAll(denied.Body); denied.StatusCode != 403 || string(body) != "" && string(body) != "RBAC: access denied" {
+		t.Fatalf("/admin/keys: %d %q, want 403 RBAC: access denied", denied.StatusCode, body)
+	}
+	if resp, _ := m.call(t, "/reports/daily", nil); resp.StatusCode != 200 {
+		t.Fatalf("/reports/daily: %d, want 200 (AUDIT does not deny)", resp.StatusCode)
 	}
 
 	// A TCP connection through both sidecars.
@@ -217,11 +235,16 @@ func TestTelemetryMeshCall(t *testing.T) {
 			labels map[string]string
 			want   float64
 		}{
-			{"source reporter", fbody, "istio_requests_total", with(map[string]string{"reporter": "source", "connection_security_policy": "unknown"}), 1},
-			{"destination reporter", cbody, "istio_requests_total", with(map[string]string{"reporter": "destination", "connection_security_policy": "none"}), 1},
+			// /items/1 and the audited /reports/daily.
+			{"source reporter", fbody, "istio_requests_total", with(map[string]string{"reporter": "source", "connection_security_policy": "unknown"}), 2},
+			{"destination reporter", cbody, "istio_requests_total", with(map[string]string{"reporter": "destination", "connection_security_policy": "none"}), 2},
 			{"no healthy upstream", fbody, "istio_requests_total", with(map[string]string{"reporter": "source", "destination_workload": "unknown", "destination_workload_namespace": "unknown",
 				"destination_app": "unknown", "destination_version": "unknown", "destination_canonical_service": "unknown",
 				"response_code": "503", "response_flags": "UH", "connection_security_policy": "unknown"}), 1},
+			// The denied call: the source learns who refused it (metadata exchange
+			// runs before authorization, as in Istio), and both sides count a 403.
+			{"denied, source reporter", fbody, "istio_requests_total", with(map[string]string{"reporter": "source", "connection_security_policy": "unknown", "response_code": "403"}), 1},
+			{"denied, destination reporter", cbody, "istio_requests_total", with(map[string]string{"reporter": "destination", "connection_security_policy": "none", "response_code": "403"}), 1},
 			{"tcp source opened", fbody, "istio_tcp_connections_opened_total", map[string]string{"reporter": "source", "source_workload": "frontend",
 				"destination_service": "tcp-echo.default.svc.cluster.local", "destination_workload": "unknown", "request_protocol": "tcp", "response_flags": "-"}, 1},
 			{"tcp source received", fbody, "istio_tcp_received_bytes_total", map[string]string{"reporter": "source", "request_protocol": "tcp"}, 9},
@@ -261,7 +284,27 @@ func TestTelemetryMeshCall(t *testing.T) {
 		if tcp := byPath["TCP"]; tcp.BytesReceived != 9 || tcp.BytesSent != 9 || tcp.UpstreamCluster != echoOut {
 			t.Errorf("access log line for the TCP connection: %+v", tcp)
 		}
-		in := readAccessLog(t, m.catalogLog)
+		if d := byPath["/admin/keysHTTP/1.1"]; d.ResponseCode != 403 || d.DestinationWorkload != "catalog-v1" {
+			t.Errorf("frontend's access log line for the denied call: %+v", d)
+		}
+		var in []streaminfo.Record
+		waitFor(t, "catalog access log lines", func() bool {
+			in = readAccessLog(t, m.catalogLog)
+			return len(in) >= 3
+		})
+		inByPath := map[string]streaminfo.Record{}
+		for _, r := range in {
+			inByPath[r.Path] = r
+		}
+		if d := inByPath["/admin/keys"]; d.ResponseCode != 403 || d.ResponseCodeDetails != "rbac_access_denied_matched_policy[ns[default]-policy[deny-admin]-rule[0]]" || d.Audit {
+			t.Errorf("catalog's access log line for the denied call: %+v", d)
+		}
+		if a := inByPath["/reports/daily"]; a.ResponseCode != 200 || !a.Audit || a.AuditPolicy != "ns[default]-policy[audit-reports]-rule[0]" {
+			t.Errorf("catalog's access log line for the audited call: %+v", a)
+		}
+		if a := inByPath["/items/1"]; a.Audit || a.ResponseCodeDetails != "" {
+			t.Errorf("catalog's access log line for a plain call: %+v", a)
+		}
 		if len(in) == 0 || in[0].XRequestID != ok.XRequestID || in[0].SourceWorkload != "frontend" || in[0].Direction != "inbound" {
 			t.Errorf("catalog's access log does not show the same request from frontend: %+v", in)
 		}
@@ -355,4 +398,27 @@ func readAccessLog(t *testing.T, path string) []streaminfo.Record {
 		out = append(out, r)
 	}
 	return out
+}
+
+// rbacFilter is an envoy.filters.http.rbac with one policy matching a path prefix
+// from anyone, as the translator emits for an AuthorizationPolicy `to.paths: [P*]`.
+func rbacFilter(t testing.TB, action rbacv3.RBAC_Action, policy, prefix string) *hcmv3.HttpFilter {
+	cfg := &httprbacv3.RBAC{Rules: &rbacv3.RBAC{Action: action, Policies: map[string]*rbacv3.Policy{policy: {
+		Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_UrlPath{UrlPath: &matcherv3.PathMatcher{Rule: &matcherv3.PathMatcher_Path{
+			Path: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}}}}}}},
+		Principals: []*rbacv3.Principal{{Identifier: &rbacv3.Principal_Any{Any: true}}},
+	}}}}
+	return &hcmv3.HttpFilter{Name: "envoy.filters.http.rbac", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, cfg)}}
+}
+
+// withHTTPFilters puts filters before the router of a listener's HCM.
+func withHTTPFilters(t testing.TB, l *listenerv3.Listener, filters ...*hcmv3.HttpFilter) *listenerv3.Listener {
+	f := l.FilterChains[0].Filters[0]
+	var hcm hcmv3.HttpConnectionManager
+	if err := f.GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+		t.Fatal(err)
+	}
+	hcm.HttpFilters = append(filters, hcm.HttpFilters...)
+	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, &hcm)}
+	return l
 }

@@ -3,12 +3,20 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	prommodel "github.com/prometheus/common/model"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"skein.dev/skein/internal/api"
 
 	"skein.dev/skein/internal/observe"
 	"skein.dev/skein/internal/proxy/streaminfo"
@@ -20,7 +28,12 @@ import (
 // skein tap seeing a request made during the test, skein stat and skein explain.
 func TestObservability(t *testing.T) {
 	receiver := otlp.Start(t)
-	m := startMesh(t, copyDir(t, demoDir), "--tracing-exporter", "otlp-grpc", "--tracing-endpoint", receiver.Addr, "--tracing-sampling", "100")
+	dir := copyDir(t, demoDir)
+	// catalog never serves /admin/*; calls to /reports/* are audited.
+	if err := os.WriteFile(filepath.Join(dir, "catalog-authz.yaml"), []byte(catalogAuthz), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := startMesh(t, dir, "--tracing-exporter", "otlp-grpc", "--tracing-endpoint", receiver.Addr, "--tracing-sampling", "100")
 
 	t.Run("trace spans the call chain", func(t *testing.T) {
 		s := m.call("client", "http://frontend:8080/trace-me", "-n", "1")
@@ -137,5 +150,157 @@ func TestObservability(t *testing.T) {
 		if !strings.Contains(out, "404 NR") {
 			t.Errorf("explain of an unknown host:\n%s", out)
 		}
+		// Denied at catalog's sidecar: explain asks it (as a connection from client's
+		// sidecar over mTLS) and names the policy and rule.
+		out, err = m.skein("explain", "client", "http://catalog:8080/admin/keys")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, want := range []string{"at the destination: catalog-v", "over mTLS as spiffe://cluster.local/ns/default/sa/client",
+			"DENIED: DENY policy ns[default]-policy[deny-admin]-rule[0] matched", `call outcome:  403 -: "RBAC: access denied"`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("explain of a denied request lacks %q:\n%s", want, out)
+			}
+		}
 	})
+
+	t.Run("denied call", func(t *testing.T) {
+		s := m.call("client", "http://catalog:8080/admin/keys", "-n", "1")
+		if s.Status[403] != 1 {
+			t.Fatalf("call to /admin/keys: %+v, want one 403", s)
+		}
+		if s := m.call("client", "http://catalog:8080/reports/daily", "-n", "1"); s.Status[200] != 1 {
+			t.Fatalf("call to /reports/daily: %+v, want one 200 (AUDIT does not deny)", s)
+		}
+		st, err := m.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Both sides count the 403 with the peers' workloads and SPIFFE principals,
+		// parsed with the Prometheus text parser.
+		var client, catalog []api.Replica
+		for _, w := range st.Workloads {
+			switch w.Name {
+			case "client":
+				client = append(client, w.Replicas...)
+			case "catalog-v1", "catalog-v2":
+				catalog = append(catalog, w.Replicas...)
+			}
+		}
+		want := map[string]string{"response_code": "403", "response_flags": "-", "request_protocol": "http",
+			"source_workload": "client", "source_workload_namespace": "default", "source_principal": "spiffe://cluster.local/ns/default/sa/client",
+			"destination_service": "catalog.default.svc.cluster.local", "destination_principal": "spiffe://cluster.local/ns/default/sa/catalog",
+			"destination_workload_namespace": "default", "destination_app": "catalog", "connection_security_policy": "mutual_tls"}
+		with := func(k, v string) map[string]string {
+			out := map[string]string{k: v}
+			for kk, vv := range want {
+				out[kk] = vv
+			}
+			return out
+		}
+		// The source reporter knows the destination workload only because the 403
+		// carried catalog's metadata; like Istio's, it reports the security policy as
+		// "unknown".
+		srcLabels := with("reporter", "source")
+		srcLabels["connection_security_policy"] = "unknown"
+		var src, dst float64
+		for _, r := range client {
+			src += promCounter(t, r.Metrics, "istio_requests_total", srcLabels)
+		}
+		var auditLines, deniedLines int
+		for _, r := range catalog {
+			dst += promCounter(t, r.Metrics, "istio_requests_total", with("reporter", "destination"))
+			data, _ := os.ReadFile(r.AccessLog)
+			for _, line := range strings.Split(string(data), "\n") {
+				var rec streaminfo.Record
+				if json.Unmarshal([]byte(line), &rec) != nil {
+					continue
+				}
+				if rec.Path == "/reports/daily" && rec.Audit && rec.AuditPolicy == "ns[default]-policy[audit-reports]-rule[0]" {
+					auditLines++
+				}
+				if rec.Path == "/admin/keys" && rec.ResponseCode == 403 && strings.Contains(rec.ResponseCodeDetails, "deny-admin") {
+					deniedLines++
+				}
+			}
+		}
+		if src != 1 || dst != 1 {
+			var lines []string
+			for _, r := range append(client, catalog...) {
+				resp, err := http.Get("http://" + r.Metrics + "/stats/prometheus")
+				if err != nil {
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				for _, l := range strings.Split(string(body), "\n") {
+					if strings.Contains(l, `response_code="403"`) && strings.HasPrefix(l, "istio_requests_total") {
+						lines = append(lines, l)
+					}
+				}
+			}
+			t.Errorf("denied call counted %v at the source and %v at the destination, want 1 and 1 with %v\n%s", src, dst, want, strings.Join(lines, "\n"))
+		}
+		if auditLines != 1 || deniedLines != 1 {
+			t.Errorf("catalog access logs: %d audited /reports/daily lines, %d denied /admin/keys lines; want 1 and 1", auditLines, deniedLines)
+		}
+	})
+}
+
+const catalogAuthz = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  selector:
+    matchLabels: {app: catalog}
+  action: DENY
+  rules:
+  - to:
+    - operation:
+        paths: ["/admin/*"]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: audit-reports, namespace: default}
+spec:
+  selector:
+    matchLabels: {app: catalog}
+  action: AUDIT
+  rules:
+  - to:
+    - operation:
+        paths: ["/reports/*"]
+`
+
+// promCounter parses a sidecar's /stats/prometheus with the Prometheus text parser
+// and sums the counter's samples that carry every given label value.
+func promCounter(t *testing.T, addr, name string, labels map[string]string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/stats/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(prommodel.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: %v", addr, err)
+	}
+	var sum float64
+	for _, m := range families[name].GetMetric() {
+		got := map[string]string{}
+		for _, l := range m.GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range labels {
+			if got[k] != v {
+				match = false
+			}
+		}
+		if match {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }

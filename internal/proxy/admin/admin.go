@@ -56,6 +56,14 @@ type ExplainRequest struct {
 	Method   string              `json:"method"`
 	URL      string              `json:"url"`
 	Headers  map[string][]string `json:"headers,omitempty"`
+	// Destination (ip:port), when set without Listener, explains the request as a
+	// connection to that address arriving at this proxy (an inbound explain: the
+	// endpoint a caller's sidecar picked). TLS says it is mutual TLS from
+	// SourcePrincipal (a SPIFFE ID); SourceAddress is the caller's ip.
+	Destination     string `json:"destination,omitempty"`
+	TLS             bool   `json:"tls,omitempty"`
+	SourcePrincipal string `json:"sourcePrincipal,omitempty"`
+	SourceAddress   string `json:"sourceAddress,omitempty"`
 	// parsed is set by the handler.
 	parsed *http.Request
 }

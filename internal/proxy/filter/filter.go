@@ -25,6 +25,9 @@ type Conn struct {
 	// Principal is its URI SAN, e.g. spiffe://cluster.local/ns/default/sa/sleep.
 	Authenticated bool
 	Principal     string
+	// Metadata is the connection's dynamic metadata, written by network filters
+	// (nil until one writes).
+	Metadata Metadata
 }
 
 // ConnOf describes an accepted connection. The listener attaches a *peer.Info to ctx
@@ -160,6 +163,8 @@ type LocalReply struct {
 	// PERMISSION_DENIED and 401 to UNAUTHENTICATED).
 	GRPCStatus int
 	Header     http.Header
+	// Details is Envoy's response code details of the reply, for the access log.
+	Details string
 }
 
 // HTTP is a compiled HTTP filter. DecodeHTTP may change the request's headers and

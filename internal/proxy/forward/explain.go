@@ -1,10 +1,16 @@
 package forward
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strings"
+
+	"skein.dev/skein/internal/proxy/filter"
+	"skein.dev/skein/internal/proxy/filter/rbac"
+	"skein.dev/skein/internal/proxy/filterchain"
 
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/route"
@@ -17,18 +23,26 @@ import (
 // what `skein explain` prints. It is computed by the same route selection the request
 // path runs (route.Table.Select with a Trace), on the config in effect now.
 type Explanation struct {
-	Listener           string       `json:"listener"`
-	ListenerAddress    string       `json:"listenerAddress,omitempty"`
-	ListenerReason     string       `json:"listenerReason"`
-	Direction          string       `json:"direction"`
-	Routing            *route.Trace `json:"routing,omitempty"`
-	Route              string       `json:"route,omitempty"`
-	Timeout            string       `json:"timeout"`
-	Retry              string       `json:"retry"`
-	Fault              string       `json:"fault"`
-	Authorization      string       `json:"authorization"`
-	Clusters           []ClusterExp `json:"clusters,omitempty"`
-	DestinationService string       `json:"destinationService,omitempty"`
+	Listener        string `json:"listener"`
+	ListenerAddress string `json:"listenerAddress,omitempty"`
+	ListenerReason  string `json:"listenerReason"`
+	Direction       string `json:"direction"`
+	// Chain is the filter chain the connection lands on (its name when it has one).
+	Chain string `json:"chain,omitempty"`
+	// Source is who the request is evaluated as: address and, over mTLS, principal.
+	Source        string       `json:"source,omitempty"`
+	Routing       *route.Trace `json:"routing,omitempty"`
+	Route         string       `json:"route,omitempty"`
+	Timeout       string       `json:"timeout"`
+	Retry         string       `json:"retry"`
+	Fault         string       `json:"fault"`
+	Authorization string       `json:"authorization"`
+	// AuthorizationFilters are the decisions of the chain's authorization filters
+	// (RBAC from AuthorizationPolicy, jwt_authn from RequestAuthentication), in the
+	// order the request path runs them; evaluation stops at the first refusal.
+	AuthorizationFilters []AuthzStep  `json:"authorizationFilters,omitempty"`
+	Clusters             []ClusterExp `json:"clusters,omitempty"`
+	DestinationService   string       `json:"destinationService,omitempty"`
 	// Outcome is what the proxy does with such a request.
 	Outcome Outcome `json:"outcome"`
 }
@@ -59,6 +73,40 @@ type Outcome struct {
 	Reason        string `json:"reason"`
 }
 
+// AuthzStep is one authorization filter's decision.
+type AuthzStep struct {
+	Filter string `json:"filter"`
+	// Action is the RBAC action: ALLOW, DENY or LOG (Istio's AUDIT); empty for jwt_authn.
+	Action string `json:"action,omitempty"`
+	// Result: allowed, denied, logged, not_logged.
+	Result string `json:"result"`
+	// Policy is the matching RBAC policy, named as Istio names them:
+	// ns[NAMESPACE]-policy[NAME]-rule[INDEX].
+	Policy   string   `json:"policy,omitempty"`
+	Policies []string `json:"policies,omitempty"`
+	// Reply is the local reply of a refusal (status and body).
+	Reply string `json:"reply,omitempty"`
+}
+
+// ExplainInput is a request to explain and the connection it arrives on.
+type ExplainInput struct {
+	// Listener names the listener; empty picks it from Destination, else the app's
+	// outbound HTTP listener.
+	Listener string
+	// Destination is the address the caller connects to (e.g. an endpoint of the
+	// caller's cluster): the listener bound to it, else an inbound listener that
+	// restores original destinations, and the filter chain an accepted connection
+	// to it would get.
+	Destination string
+	// TLS: the connection is mutual TLS from a sidecar whose SPIFFE ID is
+	// SourcePrincipal.
+	TLS             bool
+	SourcePrincipal string
+	// SourceAddress is the caller's ip[:port] (default 127.0.0.1).
+	SourceAddress string
+	Request       *http.Request
+}
+
 // ErrNoHTTPListener is an explain request naming no HTTP listener this proxy has.
 var ErrNoHTTPListener = fmt.Errorf("no such HTTP listener")
 
@@ -66,20 +114,53 @@ var ErrNoHTTPListener = fmt.Errorf("no such HTTP listener")
 // name, the listener an app's HTTP_PROXY calls arrive on (outbound_http_proxy), else
 // the first outbound HTTP listener whose routes know the request's host.
 func (f *Forwarder) Explain(listenerName string, r *http.Request) (*Explanation, error) {
+	return f.ExplainConn(ExplainInput{Listener: listenerName, Request: r})
+}
+
+// ExplainConn traces a request arriving on a described connection: listener and
+// chain selection, the chain's authorization filters (the compiled RBAC and JWT
+// filters the request path runs, evaluated without side effects), then routing.
+func (f *Forwarder) ExplainConn(in ExplainInput) (*Explanation, error) {
 	cfg := f.cfg.Load()
 	if cfg == nil {
 		return nil, fmt.Errorf("the proxy has no configuration yet")
 	}
-	l, ch, why, err := pickListener(cfg, listenerName, r)
+	r := in.Request
+	var (
+		l   *Listener
+		ch  *Chain
+		why string
+		err error
+	)
+	conn, err := explainConn(in)
+	if err != nil {
+		return nil, err
+	}
+	if in.Listener == "" && in.Destination != "" {
+		l, ch, why, err = pickByDestination(cfg, in)
+	} else {
+		l, ch, why, err = pickListener(cfg, in.Listener, r)
+	}
 	if err != nil {
 		return nil, err
 	}
 	ex := &Explanation{
-		Listener: l.Name, ListenerAddress: l.Address, ListenerReason: why, Direction: l.Direction.String(),
+		Listener: l.Name, ListenerAddress: l.Address, ListenerReason: why, Direction: l.Direction.String(), Chain: ch.Name,
 		Retry: "none configured (a failed connect is retried once on another endpoint)",
 		Fault: "none configured",
-		// Authorization: no policy engine has landed in the proxy yet.
-		Authorization: "no authorization policy engine: every request is allowed",
+	}
+	if in.Destination != "" || in.SourcePrincipal != "" || in.SourceAddress != "" {
+		ex.Source = conn.Source.Addr().String()
+		if conn.Authenticated {
+			ex.Source += " over mTLS as " + conn.Principal
+		} else {
+			ex.Source += " (plaintext: no peer identity)"
+		}
+	}
+	if denied := explainAuthz(ex, l, ch, conn, r); denied != nil {
+		ex.Timeout = "-"
+		ex.Outcome = *denied
+		return ex, nil
 	}
 	tr := &route.Trace{}
 	vh, rt := ch.Routes.Select(r, tr)
@@ -249,4 +330,183 @@ func tlsMode(eps []upstream.EndpointStatus) string {
 		return "plaintext"
 	}
 	return fmt.Sprintf("mutual TLS to %d of %d endpoints (transport_socket_matches), plaintext to the others", n, len(eps))
+}
+
+// explainConn is the filter view of the connection an explained request arrives on.
+func explainConn(in ExplainInput) (filter.Conn, error) {
+	var c filter.Conn
+	src := in.SourceAddress
+	if src == "" {
+		src = "127.0.0.1"
+	}
+	if ap, err := netip.ParseAddrPort(src); err == nil {
+		c.Source = ap
+	} else if a, err := netip.ParseAddr(src); err == nil {
+		c.Source = netip.AddrPortFrom(a, 0)
+	} else {
+		return c, fmt.Errorf("source address %q: want ip or ip:port", src)
+	}
+	if in.Destination != "" {
+		ap, err := netip.ParseAddrPort(in.Destination)
+		if err != nil {
+			return c, fmt.Errorf("destination %q: want ip:port", in.Destination)
+		}
+		c.Destination = ap
+	}
+	if in.SourcePrincipal != "" {
+		if !in.TLS {
+			return c, fmt.Errorf("a source principal needs a mutual TLS connection (tls)")
+		}
+		c.Authenticated, c.Principal = true, in.SourcePrincipal
+	}
+	return c, nil
+}
+
+// pickByDestination finds the listener a connection to in.Destination is accepted
+// by (bound to that address, else an inbound listener with original_dst, as in
+// capture mode), and the HTTP filter chain it would match.
+func pickByDestination(cfg *Config, in ExplainInput) (*Listener, *Chain, string, error) {
+	dst, _ := netip.ParseAddrPort(in.Destination)
+	ci := filterchain.ConnInfo{Dst: dst, TransportProtocol: "raw_buffer", ApplicationProtocols: []string{"http/1.1"}}
+	if in.TLS {
+		ci.TransportProtocol = "tls"
+	}
+	names := make([]string, 0, len(cfg.Listeners))
+	for n := range cfg.Listeners {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var cands []*Listener
+	for _, n := range names {
+		if l := cfg.Listeners[n]; !l.UDP && l.Address == in.Destination {
+			cands = append(cands, l)
+		}
+	}
+	why := "bound to " + in.Destination
+	if len(cands) == 0 {
+		for _, n := range names {
+			if l := cfg.Listeners[n]; !l.UDP && l.Direction == streaminfo.Inbound && l.Filters.OriginalDst {
+				cands = append(cands, l)
+			}
+		}
+		why = "captured inbound listener (original destination " + in.Destination + ")"
+	}
+	for _, l := range cands {
+		ch := l.Select(ci)
+		if ch == nil {
+			continue
+		}
+		if ch.Routes == nil {
+			return nil, nil, "", fmt.Errorf("%w: listener %s sends %s connections to %s to a TCP chain", ErrNoHTTPListener, l.Name, ci.TransportProtocol, in.Destination)
+		}
+		return l, ch, why + ", filter chain by " + ci.TransportProtocol, nil
+	}
+	return nil, nil, "", fmt.Errorf("%w accepts connections to %s", ErrNoHTTPListener, in.Destination)
+}
+
+// explainAuthz evaluates the chain's authorization filters in the request path's
+// order (network filters, then HTTP filters) and returns the refusal, if any.
+func explainAuthz(ex *Explanation, l *Listener, ch *Chain, conn filter.Conn, r *http.Request) *Outcome {
+	if len(ch.NetworkFilters) == 0 && len(ch.HTTPFilters) == 0 {
+		if l.Direction == streaminfo.Outbound {
+			ex.Authorization = "no filter on this outbound listener; AuthorizationPolicy is enforced by the destination's sidecar"
+		} else {
+			ex.Authorization = "no AuthorizationPolicy or RequestAuthentication applies here: allowed"
+		}
+		return nil
+	}
+	var allowedBy []string
+	for _, nf := range ch.NetworkFilters {
+		rf, ok := nf.(*rbac.NetworkFilter)
+		if !ok {
+			continue
+		}
+		d := rf.Explain(&conn)
+		ex.AuthorizationFilters = append(ex.AuthorizationFilters, authzStep(d))
+		if d.Denied() {
+			ex.Authorization = "DENIED (connection closed): " + denyReason(d)
+			return &Outcome{ResponseFlags: "-", Reason: "the connection is closed by " + d.Filter + ": " + denyReason(d)}
+		}
+		allowedBy = append(allowedBy, allowReason(d)...)
+	}
+	req := &filter.Request{HTTP: r.Clone(context.Background()), Conn: conn, Listener: l.Name, Metadata: filter.Metadata{}}
+	for _, hf := range ch.HTTPFilters {
+		switch f := hf.(type) {
+		case *rbac.HTTPFilter:
+			d := f.Explain(req)
+			ex.AuthorizationFilters = append(ex.AuthorizationFilters, authzStep(d))
+			if d.Denied() {
+				ex.Authorization = "DENIED: " + denyReason(d)
+				return &Outcome{ResponseCode: http.StatusForbidden, ResponseFlags: "-", Reason: fmt.Sprintf("%q from %s (%s)", rbac.DeniedBody, d.Filter, "rbac_access_denied_matched_policy["+orNone(d.Policy)+"]")}
+			}
+			if d.Result == "logged" {
+				// The request path records the AUDIT match the same way.
+				req.Metadata.Set(rbac.HTTPFilterName, rbac.AccessLogHint, true)
+			}
+			allowedBy = append(allowedBy, allowReason(d)...)
+		default:
+			// Any other filter (jwt_authn) runs as on the request path, on a copy of the
+			// request: its checks and the metadata it publishes for RBAC.
+			step := AuthzStep{Filter: filterName(hf), Result: "allowed"}
+			if reply := hf.DecodeHTTP(req); reply != nil {
+				step.Result, step.Reply = "denied", fmt.Sprintf("%d %s", reply.Status, reply.Body)
+				ex.AuthorizationFilters = append(ex.AuthorizationFilters, step)
+				ex.Authorization = "DENIED by " + step.Filter + ": " + step.Reply
+				return &Outcome{ResponseCode: reply.Status, ResponseFlags: "-", Reason: fmt.Sprintf("%q from %s", reply.Body, step.Filter)}
+			}
+			ex.AuthorizationFilters = append(ex.AuthorizationFilters, step)
+		}
+	}
+	ex.Authorization = "allowed"
+	if len(allowedBy) > 0 {
+		ex.Authorization += ": " + strings.Join(allowedBy, "; ")
+	}
+	return nil
+}
+
+func authzStep(d rbac.Decision) AuthzStep {
+	return AuthzStep{Filter: d.Filter, Action: d.Action, Result: d.Result, Policy: d.Policy, Policies: d.Policies}
+}
+
+func denyReason(d rbac.Decision) string {
+	if d.Action == "DENY" {
+		return "DENY policy " + d.Policy + " matched"
+	}
+	return fmt.Sprintf("no ALLOW policy matched (%s: %s)", rules(len(d.Policies)), strings.Join(d.Policies, ", "))
+}
+
+func allowReason(d rbac.Decision) []string {
+	switch d.Result {
+	case "logged":
+		return []string{"AUDIT policy " + d.Policy + " matched (recorded in the access log)"}
+	case "allowed":
+		if d.Action == "ALLOW" {
+			return []string{"ALLOW policy " + d.Policy + " matched"}
+		}
+		if d.Action == "DENY" {
+			return []string{fmt.Sprintf("no DENY policy matched (%s)", rules(len(d.Policies)))}
+		}
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func filterName(f filter.HTTP) string {
+	if n, ok := f.(interface{ Name() string }); ok {
+		return n.Name()
+	}
+	return fmt.Sprintf("%T", f)
+}
+
+func rules(n int) string {
+	if n == 1 {
+		return "1 rule"
+	}
+	return fmt.Sprintf("%d rules", n)
 }

@@ -13,6 +13,8 @@ import (
 	"skein.dev/skein/internal/proxy/filter/rbac"
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/stats"
+	"skein.dev/skein/internal/proxy/streaminfo"
+	"skein.dev/skein/internal/proxy/telemetry"
 )
 
 // FilterDeps is what compiled filters need from the running proxy.
@@ -75,11 +77,29 @@ func runHTTPFilters(listener string, l *Chain, w http.ResponseWriter, r *http.Re
 		}
 	}
 	req := &filter.Request{HTTP: r, Conn: conn, Listener: listener, Metadata: filter.Metadata{}}
+	for ns, kv := range conn.Metadata {
+		for k, v := range kv {
+			req.Metadata.Set(ns, k, v)
+		}
+	}
+	rec, _ := w.(*recorder)
 	for _, f := range l.HTTPFilters {
 		if reply := f.DecodeHTTP(req); reply != nil {
+			if rec != nil {
+				rec.info.AuditPolicy = rbac.AuditPolicy(req.Metadata)
+				rec.info.ResponseCodeDetails = reply.Details
+				if rec.info.Direction == streaminfo.Inbound && rec.info.UpstreamPeer != nil {
+					// Metadata exchange runs before authorization (as Istio's filter order
+					// has it): the caller learns who refused it.
+					w.Header()[telemetry.PeerHeader] = []string{telemetry.EncodePeer(rec.info.UpstreamPeer)}
+				}
+			}
 			writeLocalReply(w, r, reply)
 			return nil, false
 		}
+	}
+	if rec != nil {
+		rec.info.AuditPolicy = rbac.AuditPolicy(req.Metadata)
 	}
 	return r, true
 }
@@ -104,14 +124,19 @@ func writeLocalReply(w http.ResponseWriter, r *http.Request, reply *filter.Local
 	_, _ = io.WriteString(w, reply.Body)
 }
 
-// allowConnection runs a TCP chain's network filters on an accepted connection.
-func allowConnection(ctx context.Context, l *Chain, conn net.Conn) bool {
+// allowConnection runs a TCP chain's network filters on an accepted connection,
+// recording an AUDIT match or the reason of a denial in info.
+func allowConnection(ctx context.Context, l *Chain, conn net.Conn, info *streaminfo.Info) bool {
 	if len(l.NetworkFilters) == 0 {
 		return true
 	}
 	c := filter.ConnOf(ctx, conn)
+	defer func() { info.AuditPolicy = rbac.AuditPolicy(c.Metadata) }()
 	for _, nf := range l.NetworkFilters {
 		if !nf.OnConnection(&c) {
+			if rf, ok := nf.(*rbac.NetworkFilter); ok {
+				info.ResponseCodeDetails = rf.DeniedDetails(&c)
+			}
 			return false
 		}
 	}

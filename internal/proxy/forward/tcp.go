@@ -54,7 +54,7 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener, chain
 		info.Duration = time.Since(info.Start)
 		tel.CloseTCP(info)
 	}()
-	if !allowConnection(ctx, ch, conn) {
+	if !allowConnection(ctx, ch, conn, info) {
 		return // denied by a network filter (RBAC): the connection is closed
 	}
 	c := cfg.Clusters[info.Cluster]

@@ -39,6 +39,11 @@ type Record struct {
 	DestinationWorkload      string  `json:"destination_workload,omitempty"`
 	DestinationNamespace     string  `json:"destination_namespace,omitempty"`
 	ConnectionSecurityPolicy string  `json:"connection_security_policy"`
+	ResponseCodeDetails      string  `json:"response_code_details,omitempty"`
+	// Audit is set when an AUDIT authorization policy matched (Envoy's access_log_hint);
+	// AuditPolicy names the policy rule.
+	Audit       bool   `json:"audit,omitempty"`
+	AuditPolicy string `json:"audit_policy,omitempty"`
 }
 
 // AppendJSON appends the Info as one JSON object (the Record shape, no newline) and
@@ -91,7 +96,13 @@ func (in *Info) AppendJSON(b []byte, proxy string) []byte {
 	}
 	b = append(b, `,"connection_security_policy":"`...)
 	b = append(b, in.Security.String()...)
-	b = append(b, `"}`...)
+	b = append(b, '"')
+	b = field(b, "response_code_details", in.ResponseCodeDetails)
+	if in.AuditPolicy != "" {
+		b = append(b, `,"audit":true`...)
+		b = field(b, "audit_policy", in.AuditPolicy)
+	}
+	b = append(b, '}')
 	return b
 }
 

@@ -126,6 +126,14 @@ type Info struct {
 
 	TraceID, SpanID string
 	Sampled         bool
+
+	// ResponseCodeDetails says why the proxy answered itself, as Envoy's
+	// %RESPONSE_CODE_DETAILS%, e.g. rbac_access_denied_matched_policy[...]; empty otherwise.
+	ResponseCodeDetails string
+	// AuditPolicy is the AUDIT policy (RBAC action LOG) that matched this request or
+	// connection, e.g. ns[default]-policy[audit-admin]-rule[0]; empty when none did.
+	// Istio's AUDIT sets Envoy's access_log_hint; skein writes "audit" in the access log.
+	AuditPolicy string
 }
 
 // New starts an Info now.

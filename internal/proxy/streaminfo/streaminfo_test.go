@@ -54,6 +54,7 @@ func TestAppendJSONRoundTrip(t *testing.T) {
 		BytesReceived: 3, BytesSent: 4, ResponseCode: 503, GRPCStatus: 14, Flags: NoHealthyUpstream | UpstreamConnectionFailure,
 		DownstreamPeer: &Peer{Workload: "frontend", Namespace: "default"}, UpstreamPeer: &Peer{Workload: "catalog-v1", Namespace: "default"},
 		RequestID: "rid", TraceID: "tid", Security: SecurityMutualTLS, DownstreamPrincipal: "spiffe://cluster.local/ns/default/sa/frontend",
+		ResponseCodeDetails: "rbac_access_denied_matched_policy[none]", AuditPolicy: "ns[default]-policy[audit]-rule[0]",
 	}
 	b := in.AppendJSON(nil, "frontend-0.default")
 	if !json.Valid(b) {
@@ -72,6 +73,7 @@ func TestAppendJSONRoundTrip(t *testing.T) {
 		DestinationService: "catalog.default.svc.cluster.local", XRequestID: "rid", TraceID: "tid",
 		DownstreamPeerPrincipal: "spiffe://cluster.local/ns/default/sa/frontend", SourceWorkload: "frontend", SourceNamespace: "default",
 		DestinationWorkload: "catalog-v1", DestinationNamespace: "default", ConnectionSecurityPolicy: "mutual_tls",
+		ResponseCodeDetails: "rbac_access_denied_matched_policy[none]", Audit: true, AuditPolicy: "ns[default]-policy[audit]-rule[0]",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("record (-want +got):\n%s", diff)

@@ -63,13 +63,18 @@ type MetricsOptions struct {
 	DropLabels []string
 	// Cluster is the value of source_cluster/destination_cluster (Istio: "Kubernetes").
 	Cluster string
+	// LocalPrincipal is this proxy's own SPIFFE ID (empty without mTLS): Istio reports
+	// it as source_principal (source reporter) or destination_principal (destination
+	// reporter) of a mutual TLS connection, from the local certificate's URI SAN.
+	LocalPrincipal string
 }
 
 // Metrics are the Istio standard metrics of one proxy. Children are cached per label
 // combination in a copy-on-write map, so the request path does one map lookup with a
 // small comparable key and no allocation once a combination has been seen.
 type Metrics struct {
-	cluster string
+	cluster        string
+	localPrincipal string
 
 	requests      *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
@@ -93,12 +98,14 @@ type labelKey struct {
 	local     *streaminfo.Peer
 	peer      *streaminfo.Peer
 	principal string // the peer's, from mutual TLS
-	svc       *streaminfo.Service
-	proto     streaminfo.Protocol
-	code      int
-	grpc      int
-	flags     streaminfo.Flags
-	security  streaminfo.SecurityPolicy
+	// ownPrincipal is the proxy's own SPIFFE ID when the connection was mutual TLS.
+	ownPrincipal string
+	svc          *streaminfo.Service
+	proto        streaminfo.Protocol
+	code         int
+	grpc         int
+	flags        streaminfo.Flags
+	security     streaminfo.SecurityPolicy
 }
 
 type httpChild struct {
@@ -119,7 +126,7 @@ func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error
 		opts.Cluster = "Kubernetes"
 	}
 	httpLabels, tcpLabels := LabelNames(false, opts.DropLabels), LabelNames(true, opts.DropLabels)
-	m := &Metrics{cluster: opts.Cluster}
+	m := &Metrics{cluster: opts.Cluster, localPrincipal: opts.LocalPrincipal}
 	for i, l := range standardLabels {
 		if slices.Contains(httpLabels, l) {
 			m.httpKeep = append(m.httpKeep, i)
@@ -176,8 +183,14 @@ func (m *Metrics) key(info *streaminfo.Info, local *streaminfo.Peer) labelKey {
 	}
 	if info.Direction == streaminfo.Inbound {
 		k.peer, k.principal = info.DownstreamPeer, info.DownstreamPrincipal
+		if info.Security == streaminfo.SecurityMutualTLS {
+			k.ownPrincipal = m.localPrincipal
+		}
 	} else {
 		k.peer, k.principal = info.UpstreamPeer, info.UpstreamPrincipal
+		if info.UpstreamPrincipal != "" {
+			k.ownPrincipal = m.localPrincipal
+		}
 		// Istio: the source reporter cannot know the policy the destination applied.
 		k.security = streaminfo.SecurityUnknown
 	}
@@ -263,10 +276,10 @@ func lenOf[V any](m *map[labelKey]V) int {
 // values renders a key as label values, in standardLabels order, keeping only keep.
 func (m *Metrics) values(k labelKey, keep []int) []string {
 	src, dst := k.local, k.peer
-	srcPrincipal, dstPrincipal := k.principal, ""
+	srcPrincipal, dstPrincipal := k.principal, k.ownPrincipal
 	if k.reporter == streaminfo.Outbound {
 		src, dst = k.local, k.peer
-		srcPrincipal, dstPrincipal = "", k.principal
+		srcPrincipal, dstPrincipal = k.ownPrincipal, k.principal
 	} else {
 		src, dst = k.peer, k.local
 	}

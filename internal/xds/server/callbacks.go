@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -44,7 +46,10 @@ func (c callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) er
 	if err := c.s.learnNode(key, req.GetNode()); err != nil {
 		return err
 	}
-	c.s.trackRequest(key, req)
+	if id := c.s.trackRequest(key, req); id != "" {
+		// A generic client named new listeners: build them before its watch is made.
+		_ = c.s.pushNode(id)
+	}
 	return nil
 }
 
@@ -146,23 +151,32 @@ func decodeProxy(meta string) (*model.Proxy, error) {
 }
 
 // trackRequest records an ACK (response_nonce of the last response, no error_detail)
-// or a NACK (error_detail set) for the request's type.
-func (s *Server) trackRequest(key streamKey, req *discovery.DiscoveryRequest) {
+// or a NACK (error_detail set) for the request's type. It returns the node's id when a
+// generic client changed the listener names it asks for (its snapshot must follow).
+func (s *Server) trackRequest(key streamKey, req *discovery.DiscoveryRequest) (repush string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.streams[key]
 	if st == nil {
-		return
+		return ""
 	}
 	n := s.nodes[st.nodeID]
 	if n == nil {
-		return
+		return ""
 	}
 	typ := shortType(req.GetTypeUrl())
 	n.subscribed[typ] = true
+	if n.proxy == nil && req.GetTypeUrl() == resource.ListenerType {
+		names := slices.Sorted(slices.Values(req.GetResourceNames()))
+		names = slices.Compact(names)
+		if !slices.Equal(names, n.listeners) {
+			n.listeners = names
+			repush = n.id
+		}
+	}
 	sent, ok := st.sent[req.GetTypeUrl()]
 	if req.GetResponseNonce() == "" || !ok || sent.nonce != req.GetResponseNonce() {
-		return // first request of this type, or a stale nonce go-control-plane ignores too
+		return repush // first request of this type, or a stale nonce go-control-plane ignores too
 	}
 	if detail := req.GetErrorDetail(); detail != nil {
 		n.nack = &NACK{TypeURL: req.GetTypeUrl(), Version: sent.version, Message: detail.GetMessage(), At: s.now()}
@@ -172,10 +186,11 @@ func (s *Server) trackRequest(key streamKey, req *discovery.DiscoveryRequest) {
 		// resending the rejected version at once, and a strict client NACKs it again in
 		// a tight loop. Make the new watch wait for the next version instead.
 		req.VersionInfo = sent.version
-		return
+		return repush
 	}
 	n.acked[typ] = req.GetVersionInfo()
 	if n.nack != nil && n.nack.TypeURL == req.GetTypeUrl() && req.GetVersionInfo() == n.version {
 		n.nack = nil
 	}
+	return repush
 }

@@ -120,6 +120,9 @@ type nodeState struct {
 	nack        *NACK
 	err         error
 	pinned      bool // Override in effect: updates leave the node alone
+	// listeners are the listener names a generic client asked for (proxyless gRPC
+	// dial targets), sorted; its snapshot holds exactly those (translate.ForClient).
+	listeners []string
 }
 
 type streamKey struct {
@@ -374,12 +377,18 @@ func (s *Server) pushNodeLocked(id string) error {
 		s.mu.Unlock()
 		return nil
 	}
-	mesh, proxy := s.mesh, n.proxy
+	mesh, proxy, listeners := s.mesh, n.proxy, n.listeners
 	s.mu.Unlock()
 	if mesh == nil {
 		mesh = &model.Mesh{}
 	}
-	res, err := s.indexFor(mesh).ForProxy(proxy)
+	var res *translate.Resources
+	var err error
+	if proxy == nil {
+		res, err = s.indexFor(mesh).ForClient(listeners)
+	} else {
+		res, err = s.indexFor(mesh).ForProxy(proxy)
+	}
 	if err != nil {
 		return s.recordError(id, fmt.Errorf("node %s: %w", id, err))
 	}

@@ -501,3 +501,29 @@ func TestOverride(t *testing.T) {
 		t.Fatalf("after release got %d clusters, want the translated 2", len(cds.GetResources()))
 	}
 }
+
+// TestProxylessNode: a generic client that names listeners (grpc-go names its dial
+// target) gets an API listener for each name it can resolve, and exactly the clusters
+// and endpoints those routes reach, so the ADS cache answers its named requests.
+func TestProxylessNode(t *testing.T) {
+	s, addr := startServer(t, Options{Debounce: 5 * time.Millisecond})
+	s.Update(testMesh(1, 2))
+	c := dialADS(t, addr, &core.Node{Id: "grpc-client", Cluster: "x"})
+	target := catalogHost + ":80"
+	c.send(resource.ListenerType, []string{target, "unknown.default.svc.cluster.local:1"}, "", "", "")
+	lds := c.recv(resource.ListenerType)
+	lis := unpack(t, lds, func() *listener.Listener { return &listener.Listener{} })
+	if diff := cmp.Diff([]string{target}, names(lis)); diff != "" || lis[0].GetApiListener() == nil {
+		t.Fatalf("listeners (-want +got):\n%s\n%v", diff, lis)
+	}
+	clusterNames := []string{"outbound|80||" + catalogHost}
+	c.send(resource.ClusterType, clusterNames, "", "", "")
+	cds := c.recv(resource.ClusterType)
+	if n := len(cds.GetResources()); n != 1 {
+		t.Fatalf("got %d clusters for a named request", n)
+	}
+	c.send(resource.EndpointType, clusterNames, "", "", "")
+	if eds := c.recv(resource.EndpointType); len(eds.GetResources()) != 1 {
+		t.Fatalf("got %d assignments", len(eds.GetResources()))
+	}
+}

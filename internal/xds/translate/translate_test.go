@@ -33,6 +33,20 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 type goldenCase struct {
 	Mesh  *model.Mesh  `json:"mesh"`
 	Proxy *model.Proxy `json:"proxy"`
+	// Listeners, when set, are the listener names a generic client asks for (a
+	// proxyless gRPC client's dial targets): the case runs Index.ForClient.
+	Listeners []string `json:"listeners,omitempty"`
+}
+
+// translate runs the case on mesh m (the case's own when nil).
+func (c goldenCase) translate(m *model.Mesh) (*Resources, error) {
+	if m == nil {
+		m = c.Mesh
+	}
+	if c.Listeners != nil {
+		return NewIndex(m).ForClient(c.Listeners)
+	}
+	return ForProxy(m, c.Proxy)
 }
 
 func loadCase(t *testing.T, dir string) goldenCase {
@@ -58,7 +72,7 @@ func TestGolden(t *testing.T) {
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			c := loadCase(t, dir)
-			res, err := ForProxy(c.Mesh, c.Proxy)
+			res, err := c.translate(nil)
 			if err != nil {
 				t.Fatalf("ForProxy: %v", err)
 			}
@@ -122,7 +136,7 @@ func TestResourcesAreValidAndConsistent(t *testing.T) {
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			c := loadCase(t, dir)
-			res, err := ForProxy(c.Mesh, c.Proxy)
+			res, err := c.translate(nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -133,7 +147,9 @@ func TestResourcesAreValidAndConsistent(t *testing.T) {
 							t.Errorf("%s: %v", resourceName(r), err)
 						}
 					}
-					acceptedByProxy(t, resourceName(r), r)
+					if c.Listeners == nil { // proxyless resources are for grpc-go
+						acceptedByProxy(t, resourceName(r), r)
+					}
 				}
 			}
 			byType := res.ByType()
@@ -187,7 +203,7 @@ func TestDeterministic(t *testing.T) {
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			c := loadCase(t, dir)
-			want, err := ForProxy(c.Mesh, c.Proxy)
+			want, err := c.translate(nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -198,7 +214,7 @@ func TestDeterministic(t *testing.T) {
 			slices.Reverse(m.Endpoints)
 			m.Workloads = slices.Clone(m.Workloads)
 			slices.Reverse(m.Workloads)
-			got, err := ForProxy(&m, c.Proxy)
+			got, err := c.translate(&m)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -284,7 +300,7 @@ func TestErrors(t *testing.T) {
 func TestDoesNotMutateInput(t *testing.T) {
 	c := loadCase(t, "testdata/canary")
 	before, _ := json.Marshal(c)
-	if _, err := ForProxy(c.Mesh, c.Proxy); err != nil {
+	if _, err := c.translate(nil); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := json.Marshal(c)

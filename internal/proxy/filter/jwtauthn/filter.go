@@ -351,3 +351,6 @@ func sortedNames[V any](m map[string]V) []string {
 	}
 	return out
 }
+
+// Name is the filter's Envoy name.
+func (f *Filter) Name() string { return FilterName }

@@ -18,6 +18,35 @@ import (
 // DeniedBody is Envoy's body for a request an RBAC filter denies.
 const DeniedBody = "RBAC: access denied"
 
+// Filter names, the dynamic metadata namespaces the filters write to.
+const (
+	HTTPFilterName    = "envoy.filters.http.rbac"
+	NetworkFilterName = "envoy.filters.network.rbac"
+	// AccessLogHint is Envoy's metadata key a LOG (Istio AUDIT) match sets to true.
+	AccessLogHint = "access_log_hint"
+	// AuditPolicyKey is skein's own key beside it: the matching policy's name.
+	AuditPolicyKey = "access_log_policy"
+)
+
+// deniedDetails is Envoy's response code details of a denied request.
+func deniedDetails(policy string) string {
+	if policy == "" {
+		policy = "none"
+	}
+	return "rbac_access_denied_matched_policy[" + policy + "]"
+}
+
+// AuditPolicy returns the AUDIT policy a filter recorded in md, or "".
+func AuditPolicy(md filter.Metadata) string {
+	for _, ns := range []string{HTTPFilterName, NetworkFilterName} {
+		if hint, _ := md[ns][AccessLogHint].(bool); hint {
+			p, _ := md[ns][AuditPolicyKey].(string)
+			return p
+		}
+	}
+	return ""
+}
+
 // Input is everything a policy may look at. HTTP is nil for a TCP connection: then
 // header, path and metadata rules never match.
 type Input struct {
@@ -254,16 +283,77 @@ func NewHTTPFilter(cfg *resource.RBAC, listener string, log *slog.Logger, metric
 	return &HTTPFilter{engine: New(cfg), listener: listener, log: log, metrics: metrics}
 }
 
+// Decision is what one RBAC filter decides for a request or connection: what
+// `skein explain` shows and what the request path acts on.
+type Decision struct {
+	Filter string `json:"filter"` // envoy.filters.http.rbac or envoy.filters.network.rbac
+	Action string `json:"action"` // ALLOW, DENY, LOG
+	// Result is allowed, denied, logged (LOG matched) or not_logged.
+	Result string `json:"result"`
+	// Policy is the first matching policy by name, e.g.
+	// ns[default]-policy[deny-admin]-rule[0] (Istio's naming: namespace, policy, rule).
+	Policy string `json:"policy,omitempty"`
+	// Policies are every policy of the filter, in evaluation order.
+	Policies []string `json:"policies,omitempty"`
+}
+
+// Denied reports whether the filter refuses the request or connection.
+func (d Decision) Denied() bool { return d.Result == "denied" }
+
+func (e *Engine) decide(in *Input, name string) Decision {
+	allowed, logged, policy := e.Allowed(in)
+	d := Decision{Filter: name, Action: e.Action().String(), Policy: policy}
+	switch {
+	case e.Action() == resource.RBACLog && logged:
+		d.Result = "logged"
+	case e.Action() == resource.RBACLog:
+		d.Result = "not_logged"
+	case allowed:
+		d.Result = "allowed"
+	default:
+		d.Result = "denied"
+	}
+	return d
+}
+
+func (e *Engine) policyNames() []string {
+	out := make([]string, len(e.cfg.Policies))
+	for i := range e.cfg.Policies {
+		out[i] = e.cfg.Policies[i].Name
+	}
+	return out
+}
+
+func httpInput(r *filter.Request) *Input {
+	return &Input{Conn: &r.Conn, HTTP: r.HTTP, Path: NormalizePath(r.HTTP), RemoteIP: r.RemoteIP(), Metadata: r.Metadata}
+}
+
+// Explain is the filter's decision for a request, without acting on it (no metrics,
+// no log): the same evaluation DecodeHTTP runs.
+func (f *HTTPFilter) Explain(r *filter.Request) Decision {
+	d := f.engine.decide(httpInput(r), HTTPFilterName)
+	d.Policies = f.engine.policyNames()
+	return d
+}
+
+// Explain is the filter's decision for a connection, without acting on it.
+func (f *NetworkFilter) Explain(c *filter.Conn) Decision {
+	d := f.engine.decide(&Input{Conn: c, RemoteIP: c.Source.Addr()}, NetworkFilterName)
+	d.Policies = f.engine.policyNames()
+	return d
+}
+
 // DecodeHTTP answers 403 "RBAC: access denied" to a denied request.
 func (f *HTTPFilter) DecodeHTTP(r *filter.Request) *filter.LocalReply {
-	in := &Input{Conn: &r.Conn, HTTP: r.HTTP, Path: NormalizePath(r.HTTP), RemoteIP: r.RemoteIP(), Metadata: r.Metadata}
+	in := httpInput(r)
 	allowed, logged, policy := f.engine.Allowed(in)
 	action := f.engine.Action().String()
 	switch {
 	case f.engine.Action() == resource.RBACLog:
 		if logged {
 			// Envoy sets access_log_hint; skein also logs the audit record itself.
-			r.Metadata.Set("envoy.filters.http.rbac", "access_log_hint", true)
+			r.Metadata.Set(HTTPFilterName, AccessLogHint, true)
+			r.Metadata.Set(HTTPFilterName, AuditPolicyKey, policy)
 			f.metrics.Decision(f.listener, action, "logged", policy)
 			f.log.Info("rbac audit", "listener", f.listener, "policy", policy, "method", r.HTTP.Method,
 				"host", r.HTTP.Host, "path", in.Path, "source", r.Conn.Source.String(), "principal", r.Conn.Principal)
@@ -277,7 +367,7 @@ func (f *HTTPFilter) DecodeHTTP(r *filter.Request) *filter.LocalReply {
 	}
 	f.metrics.Decision(f.listener, action, "denied", policy)
 	f.log.Debug("rbac denied", "listener", f.listener, "action", action, "policy", policy, "method", r.HTTP.Method, "path", in.Path, "source", r.Conn.Source.String())
-	return &filter.LocalReply{Status: http.StatusForbidden, Body: DeniedBody, GRPCStatus: 7}
+	return &filter.LocalReply{Status: http.StatusForbidden, Body: DeniedBody, GRPCStatus: 7, Details: deniedDetails(policy)}
 }
 
 // NetworkFilter is the compiled envoy.filters.network.rbac.
@@ -303,6 +393,11 @@ func (f *NetworkFilter) OnConnection(c *filter.Conn) bool {
 	switch {
 	case f.engine.Action() == resource.RBACLog:
 		if logged {
+			if c.Metadata == nil {
+				c.Metadata = filter.Metadata{}
+			}
+			c.Metadata.Set(NetworkFilterName, AccessLogHint, true)
+			c.Metadata.Set(NetworkFilterName, AuditPolicyKey, policy)
 			f.metrics.Decision(f.listener, action, "logged", policy)
 			f.log.Info("rbac audit", "listener", f.listener, "policy", policy, "source", c.Source.String(), "principal", c.Principal)
 		} else {
@@ -316,4 +411,9 @@ func (f *NetworkFilter) OnConnection(c *filter.Conn) bool {
 	f.metrics.Decision(f.listener, action, "denied", policy)
 	f.log.Debug("rbac denied connection", "listener", f.listener, "action", action, "policy", policy, "source", c.Source.String())
 	return false
+}
+
+// DeniedDetails is Envoy's termination details of a connection this filter refused.
+func (f *NetworkFilter) DeniedDetails(c *filter.Conn) string {
+	return deniedDetails(f.Explain(c).Policy)
 }
