@@ -56,8 +56,12 @@ func (b *builder) outboundCluster(sp servicePort, subset string) *cluster.Cluste
 		key += "|tls"
 	}
 	return shared(b, b.idx.clusters, key, func() *cluster.Cluster {
+		tp := b.trafficPolicyFor(sp, subset)
+		if h2Upgrade(tp, sp.port.Protocol) {
+			sp.port.Protocol = model.ProtocolHTTP2 // protocol options and ALPN
+		}
 		c := b.newOutboundCluster(sp, subset)
-		b.applyTrafficPolicy(c, b.trafficPolicyFor(sp, subset), sp.port.Protocol)
+		b.applyTrafficPolicy(c, tp, sp.port.Protocol)
 		b.applyUpstreamTLS(c, sp, subset)
 		return c
 	})

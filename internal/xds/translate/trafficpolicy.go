@@ -38,6 +38,11 @@ func (b *builder) applyTrafficPolicy(c *cluster.Cluster, tp *model.TrafficPolicy
 	if tp == nil {
 		return
 	}
+	if localityMode(tp) == localityDistribute {
+		commonLB(c).LocalityConfigSpecifier = &cluster.Cluster_CommonLbConfig_LocalityWeightedLbConfig_{
+			LocalityWeightedLbConfig: &cluster.Cluster_CommonLbConfig_LocalityWeightedLbConfig{},
+		}
+	}
 	if cp := tp.ConnectionPool; cp != nil {
 		c.CircuitBreakers = circuitBreakers(cp)
 		if t := cp.TCP; t != nil {
@@ -164,8 +169,14 @@ func circuitBreakers(cp *model.ConnectionPool) *cluster.CircuitBreakers {
 	return &cluster.CircuitBreakers{Thresholds: []*cluster.CircuitBreakers_Thresholds{th}}
 }
 
+// h2Upgrade: h2UpgradePolicy UPGRADE makes an HTTP/1.1 port's cluster speak HTTP/2
+// (protocol options and TLS ALPN), as Istio does.
+func h2Upgrade(tp *model.TrafficPolicy, p model.Protocol) bool {
+	return p == model.ProtocolHTTP && tp != nil && tp.ConnectionPool != nil && tp.ConnectionPool.HTTP != nil && tp.ConnectionPool.HTTP.H2Upgrade
+}
+
 // applyHTTPPool sets idle timeout and requests per connection in the cluster's HTTP
-// protocol options, and upgrades HTTP/1.1 ports to HTTP/2 when asked.
+// protocol options.
 func (b *builder) applyHTTPPool(c *cluster.Cluster, h *model.HTTPPool, protocol model.Protocol) {
 	any := c.TypedExtensionProtocolOptions[httpProtocolOptionsKey]
 	if any == nil {
@@ -177,11 +188,6 @@ func (b *builder) applyHTTPPool(c *cluster.Cluster, h *model.HTTPPool, protocol 
 			b.err = err
 		}
 		return
-	}
-	if h.H2Upgrade && protocol == model.ProtocolHTTP {
-		opts.UpstreamProtocolOptions = &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
-			ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &core.Http2ProtocolOptions{}},
-		}}
 	}
 	if h.IdleTimeout > 0 || h.MaxRequestsPerConnection > 0 {
 		common := &core.HttpProtocolOptions{}
