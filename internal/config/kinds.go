@@ -94,6 +94,10 @@ func kinds() []kind {
 					return nil, nil, issues
 				}
 				vs, issues := istio.VirtualService(nn, &spec, suffix)
+				var env istioEnvelope
+				if err := decodeJSON(data, &env); err == nil {
+					issues = append(issues, istio.ApplyRetryBudget(vs, env.Annotations)...)
+				}
 				return vs, &spec, issues
 			},
 			references: func(ns string, spec any, cat *istio.Catalog) []strict.Issue {

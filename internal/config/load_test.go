@@ -70,9 +70,9 @@ spec:
   hosts: [catalog]
   http:
   - route: [{destination: {host: catalog}}]
-    fault: {delay: {fixedDelay: 1s}}
+    directResponse: {status: 200}
 `,
-			want: []string{`f.yaml:14:5: VirtualService default/catalog: spec.http[0].fault: not supported yet by skein`},
+			want: []string{`f.yaml:14:5: VirtualService default/catalog: spec.http[0].directResponse: not supported yet by skein`},
 		},
 		{
 			name:  "subset without rule",

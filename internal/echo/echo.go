@@ -93,6 +93,9 @@ type Response struct {
 	Headers    map[string]string `json:"headers"`
 	Env        map[string]string `json:"env,omitempty"`
 	Upstreams  []Upstream        `json:"upstreams,omitempty"`
+	// Attempt counts the requests with this request's x-request-id this replica has
+	// answered, this one included (retries and mirror copies share the id).
+	Attempt int `json:"attempt,omitempty"`
 	// Request is the gRPC request message, echoed back (gRPC only).
 	Request map[string]any `json:"request,omitempty"`
 	// Index is the position of a message in a Stream answer (gRPC only).

@@ -19,6 +19,7 @@ type httpHandler struct {
 	opts   Options
 	caller *caller
 	log    *slog.Logger
+	ledger *ledger
 }
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -34,8 +35,20 @@ func (h *httpHandler) serve(w http.ResponseWriter, r *http.Request) int {
 		io.WriteString(w, "ok\n")
 		return http.StatusOK
 	}
+	if r.URL.Path == SeenPath {
+		return writeJSON(w, http.StatusOK, h.ledger.lookup(r.URL.Query().Get("id")))
+	}
 	// Drain the body so keep-alive connections can be reused.
 	io.Copy(io.Discard, io.LimitReader(r.Body, maxUpstreamBody))
+	attempt := h.ledger.record(r.Header.Get("X-Request-Id"), r.Host, r.URL.RequestURI())
+	if fail, delay, err := failure(r.Header, attempt); err != nil {
+		return writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+	} else if fail != 0 {
+		if !sleep(r.Context(), delay) {
+			return 0
+		}
+		return writeJSON(w, fail, map[string]any{"workload": h.opts.Identity.Workload, "attempt": attempt, "failed": true})
+	}
 
 	b, err := resolveBehaviour(behaviour{latency: h.opts.Latency, status: h.opts.Status}, r.Header, r.URL.Query())
 	if err != nil {
@@ -49,6 +62,7 @@ func (h *httpHandler) serve(w http.ResponseWriter, r *http.Request) int {
 	}
 
 	resp := h.response(r)
+	resp.Attempt = attempt
 	resp.Upstreams = h.caller.call(r.Context(), r.Header.Get)
 	status := b.status
 	if status == 0 {

@@ -33,7 +33,7 @@ func Serve(ctx context.Context, ln net.Listener, opts Options) error {
 	healthpb.RegisterHealthServer(gs, hs)
 	gs.RegisterService(echoServiceDesc(), &grpcEcho{opts: opts, caller: c})
 
-	plain := &httpHandler{opts: opts, caller: c, log: opts.Logger}
+	plain := &httpHandler{opts: opts, caller: c, log: opts.Logger, ledger: newLedger()}
 	dispatch := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			gs.ServeHTTP(w, r)

@@ -206,11 +206,23 @@ type VirtualService struct {
 }
 
 // HTTPRoute is one rule of a VirtualService: the first rule whose any match applies wins.
+// A rule either forwards to Destinations or answers with Redirect; the other actions
+// (route.go) change how it does so.
 type HTTPRoute struct {
 	Name         string             `json:"name,omitempty"`
 	Matches      []HTTPMatch        `json:"matches,omitempty"` // empty: matches everything
-	Destinations []RouteDestination `json:"destinations"`
+	Destinations []RouteDestination `json:"destinations,omitempty"`
 	Timeout      time.Duration      `json:"timeout,omitempty"`
+
+	Redirect *HTTPRedirect `json:"redirect,omitempty"`
+	Rewrite  *HTTPRewrite  `json:"rewrite,omitempty"`
+	// Headers are route-level header edits; destinations may carry their own.
+	Headers *Headers `json:"headers,omitempty"`
+	// Retries nil means DefaultRetryPolicy; Attempts 0 means no retries.
+	Retries *RetryPolicy `json:"retries,omitempty"`
+	Fault   *HTTPFault   `json:"fault,omitempty"`
+	Mirrors []Mirror     `json:"mirrors,omitempty"`
+	CORS    *CORSPolicy  `json:"cors,omitempty"`
 }
 
 // HTTPMatch is the conjunction of its set conditions.
@@ -220,6 +232,40 @@ type HTTPMatch struct {
 	Headers map[string]StringMatch `json:"headers,omitempty"`
 	// Port restricts the match to one service port; 0 means any.
 	Port int `json:"port,omitempty"`
+
+	Scheme    *StringMatch `json:"scheme,omitempty"`
+	Method    *StringMatch `json:"method,omitempty"`
+	Authority *StringMatch `json:"authority,omitempty"`
+	// WithoutHeaders must all fail to match (a present-kind entry: the header is absent).
+	WithoutHeaders map[string]StringMatch `json:"withoutHeaders,omitempty"`
+	QueryParams    map[string]StringMatch `json:"queryParams,omitempty"`
+	// IgnoreURICase makes the URI match case-insensitive.
+	IgnoreURICase bool `json:"ignoreUriCase,omitempty"`
+	// SourceLabels and SourceNamespace restrict the match to calling workloads with
+	// these labels / in this namespace; they are decided per proxy at translation.
+	SourceLabels    map[string]string `json:"sourceLabels,omitempty"`
+	SourceNamespace string            `json:"sourceNamespace,omitempty"`
+}
+
+// AppliesToSource reports whether a match's source conditions hold for a caller
+// (nil: a caller without identity, e.g. a proxyless client, which matches only
+// matches without source conditions).
+func (m *HTTPMatch) AppliesToSource(p *Proxy) bool {
+	if len(m.SourceLabels) == 0 && m.SourceNamespace == "" {
+		return true
+	}
+	if p == nil {
+		return false
+	}
+	if m.SourceNamespace != "" && m.SourceNamespace != p.Workload.Namespace {
+		return false
+	}
+	for k, v := range m.SourceLabels {
+		if p.Labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // MatchKind says how a StringMatch compares.
@@ -229,9 +275,12 @@ const (
 	MatchExact  MatchKind = "exact"
 	MatchPrefix MatchKind = "prefix"
 	MatchRegex  MatchKind = "regex" // RE2, full match as Envoy's safe_regex
+	// MatchPresent only checks that a header or query parameter is there (Istio's
+	// empty StringMatch).
+	MatchPresent MatchKind = "present"
 )
 
-// StringMatch is an exact, prefix or regex comparison.
+// StringMatch is an exact, prefix or regex comparison, or a presence check.
 type StringMatch struct {
 	Kind  MatchKind `json:"kind"`
 	Value string    `json:"value"`
@@ -243,6 +292,8 @@ type RouteDestination struct {
 	Subset string `json:"subset,omitempty"`
 	Port   int    `json:"port,omitempty"` // 0: the only/matching service port
 	Weight int    `json:"weight"`         // 0..100; a single destination has 100
+	// Headers edit requests sent to, and responses from, this destination.
+	Headers *Headers `json:"headers,omitempty"`
 }
 
 // TCPRoute forwards connections, optionally restricted to a port.

@@ -39,6 +39,13 @@ func VirtualServiceReferences(ns string, spec *networking.VirtualService, cat *C
 			path := strict.Index(strict.Field(strict.Index("spec.http", i), "route"), j)
 			cat.destination(d.GetDestination(), ns, strict.Field(path, "destination"), &is)
 		}
+		if m := r.GetMirror(); m != nil {
+			cat.destination(m, ns, strict.Field(strict.Index("spec.http", i), "mirror"), &is)
+		}
+		for j, m := range r.GetMirrors() {
+			path := strict.Index(strict.Field(strict.Index("spec.http", i), "mirrors"), j)
+			cat.destination(m.GetDestination(), ns, strict.Field(path, "destination"), &is)
+		}
 	}
 	for i, r := range spec.GetTcp() {
 		for j, d := range r.GetRoute() {

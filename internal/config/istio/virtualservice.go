@@ -74,12 +74,17 @@ func httpRoute(r *networking.HTTPRoute, path, ns, suffix string, is *issues) mod
 			if hm.Headers == nil {
 				hm.Headers = map[string]model.StringMatch{}
 			}
+			if m.GetHeaders()[name].GetMatchType() == nil {
+				hm.Headers[name] = model.StringMatch{Kind: model.MatchPresent}
+				continue
+			}
 			hm.Headers[name] = stringMatch(m.GetHeaders()[name], hpath, is)
 		}
+		httpMatchExtras(m, &hm, mpath, is)
 		out.Matches = append(out.Matches, hm)
 	}
-	if len(r.GetRoute()) == 0 {
-		is.add(strict.Field(path, "route"), "at least one route destination is required")
+	if len(r.GetRoute()) == 0 && r.GetRedirect() == nil {
+		is.add(strict.Field(path, "route"), "at least one route destination (or a redirect) is required")
 	}
 	weights := make([]int32, len(r.GetRoute()))
 	for i, d := range r.GetRoute() {
@@ -99,6 +104,7 @@ func httpRoute(r *networking.HTTPRoute, path, ns, suffix string, is *issues) mod
 			is.add(strict.Field(path, "timeout"), "timeout must be at least 1ms (0 disables it)")
 		}
 	}
+	httpActions(r, &out, path, ns, suffix, is)
 	return out
 }
 

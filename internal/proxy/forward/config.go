@@ -25,6 +25,9 @@ import (
 type Config struct {
 	Listeners map[string]*Listener
 	Clusters  map[string]*upstream.Cluster
+	// routeTables are the compiled RDS tables, kept so the next compile can carry
+	// their retry budgets over.
+	routeTables map[string]*route.Table
 }
 
 // Listener is a compiled listener: its filter chains (TCP) or DNS table (UDP).
@@ -56,6 +59,9 @@ type Chain struct {
 	// else; HTTPFilters run on each request before the router (filters.go).
 	NetworkFilters []filter.Network
 	HTTPFilters    []filter.HTTP
+	// CORS and Fault say whether the chain has those filters, which act on the matched
+	// route's per-filter config (route_actions.go).
+	CORS, Fault bool
 	// TLS terminates TLS; nil means plaintext. Err is set instead when the chain's
 	// TLS context could not be built: its connections are closed.
 	TLS *tlsconf.Server
@@ -124,8 +130,13 @@ func CompileWith(u xdsclient.Update, prev *Config, env tlsconf.Env, deps FilterD
 	}
 	tables := make(map[string]*route.Table, len(u.Routes))
 	for name, rc := range u.Routes {
-		tables[name] = route.New(rc)
+		var old *route.Table
+		if prev != nil {
+			old = prev.routeTables[name]
+		}
+		tables[name] = route.Compile(rc, old)
 	}
+	cfg.routeTables = tables
 	for name, l := range u.Listeners {
 		compileChain := func(c *resource.FilterChain) *Chain {
 			cc := &Chain{Name: c.Name, NetworkFilters: compileNetworkFilters(name, c.Filters, deps)}
@@ -139,6 +150,10 @@ func CompileWith(u xdsclient.Update, prev *Config, env tlsconf.Env, deps FilterD
 				cc.Codec = c.HTTP.Codec
 				cc.XFCC, cc.XFCCDetails = c.HTTP.ForwardClientCert, c.HTTP.ClientCertDetails
 				cc.HTTPFilters = compileHTTPFilters(name, c.HTTP.Filters, deps)
+				for _, f := range c.HTTP.Filters {
+					cc.CORS = cc.CORS || f.CORS
+					cc.Fault = cc.Fault || f.Fault
+				}
 				if c.HTTP.Inline != nil {
 					cc.Routes = route.New(c.HTTP.Inline)
 				} else {

@@ -21,6 +21,8 @@ import (
 	"skein.dev/skein/internal/proxy/inspect"
 
 	"skein.dev/skein/internal/proxy/peer"
+	"skein.dev/skein/internal/proxy/resource"
+	"skein.dev/skein/internal/proxy/route"
 	"skein.dev/skein/internal/proxy/stats"
 	"skein.dev/skein/internal/proxy/streaminfo"
 	"skein.dev/skein/internal/proxy/telemetry"
@@ -91,6 +93,13 @@ type reqState struct {
 	// hash cookie for the response (pool.go).
 	pick      upstream.Request
 	setCookie string
+	// retry is the route's retry policy (nil: implicitRetry); budget its retry budget.
+	retry  *resource.RetryPolicy
+	budget *route.Budget
+	// respHeaders are the header edits of the response (cluster's, then route's) and
+	// cors the CORS headers it gets.
+	respHeaders []resource.HeaderMutation
+	cors        http.Header
 }
 
 // New returns a Forwarder. Its connection pools are shared by all configs, keyed by
@@ -269,9 +278,24 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 		f.writeError(rec, r, ErrNoRoute)
 		return
 	}
-	applyXFCC(r, l)
 	info.Route = rt.Name
-	info.Cluster = rt.PickCluster()
+	st := &reqState{info: info, routeTimeout: rt.Timeout > 0, retry: rt.Retry, budget: rt.Budget}
+	if l.CORS && rt.CORS != nil {
+		var answered bool
+		if st.cors, answered = handleCORS(rec, r, rt.CORS); answered {
+			return
+		}
+	}
+	if l.Fault && rt.Fault != nil && !injectFault(ctx, rec, r, rt.Fault, info) {
+		return
+	}
+	if rt.Redirect != nil {
+		writeRedirect(rec, r, rt.Redirect)
+		return
+	}
+	applyXFCC(r, l)
+	wc := rt.PickWeightedCluster()
+	info.Cluster = wc.Name
 	if dir == streaminfo.Outbound {
 		info.Service = tel.Services.ForCluster(info.Cluster)
 	}
@@ -280,8 +304,23 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 		f.writeError(rec, r, fmt.Errorf("%w %q", ErrNoCluster, info.Cluster))
 		return
 	}
-	st := &reqState{cluster: c, info: info, routeTimeout: rt.Timeout > 0}
+	st.cluster = c
 	prepareUpstream(st, c, rt, r)
+	// Envoy's order: the weighted cluster's edits, then the route's (which win).
+	applyHeaders(r.Header, wc.RequestHeaders)
+	applyHeaders(r.Header, rt.RequestHeaders)
+	applyRewrite(r, rt)
+	for _, m := range []resource.HeaderMutation{wc.ResponseHeaders, rt.ResponseHeaders} {
+		if !m.Empty() {
+			st.respHeaders = append(st.respHeaders, m)
+		}
+	}
+	if len(rt.Mirrors) > 0 {
+		f.mirror(cfg, r, rt)
+	}
+	if st.budget != nil {
+		st.budget.Request()
+	}
 	if rt.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
@@ -346,10 +385,16 @@ func securityOf(cs *tls.ConnectionState) (streaminfo.SecurityPolicy, string) {
 	return streaminfo.SecurityMutualTLS, ""
 }
 
-// modifyResponse runs on the upstream's response headers: metadata exchange, then
-// the gRPC trailers-only fix.
+// modifyResponse runs on the upstream's response headers: the route's header edits
+// and CORS headers, metadata exchange, then the gRPC trailers-only fix.
 func (f *Forwarder) modifyResponse(resp *http.Response) error {
 	if st, ok := resp.Request.Context().Value(stateKey).(*reqState); ok {
+		for _, m := range st.respHeaders {
+			applyHeaders(resp.Header, m)
+		}
+		for k, v := range st.cors {
+			resp.Header[k] = v
+		}
 		if st.info.Direction == streaminfo.Inbound {
 			resp.Header[telemetry.PeerHeader] = []string{f.tel.LocalHeader}
 		} else {
@@ -381,7 +426,7 @@ func (b *countingBody) Read(p []byte) (int, error) {
 func (b *countingBody) Close() error { return b.rc.Close() }
 
 // roundTripper picks an endpoint of the request's cluster and sends the request there
-// with the cluster's protocol, retrying once elsewhere if the connect fails.
+// with the cluster's protocol, retrying as the route's retry policy says (retry.go).
 type roundTripper struct{ f *Forwarder }
 
 func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -391,10 +436,6 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	c := st.cluster
 	http2 := c.HTTP2 || c.UseDownstreamProtocol && req.ProtoMajor == 2
-	var body *onceBody
-	if req.Body != nil && req.Body != http.NoBody {
-		body = &onceBody{rc: req.Body}
-	}
 	ctx := context.WithValue(req.Context(), connectTimeoutKey, c.ConnectTimeout)
 	if c.BindAddress != "" {
 		ctx = context.WithValue(ctx, bindKey, c.BindAddress)
@@ -421,64 +462,119 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 	}
 	ctx = poolContext(ctx, c)
-	var failed *upstream.Endpoint
-	for attempt := 0; ; attempt++ {
-		ep := c.Choose(st.pickFor(failed))
+	policy := st.retry
+	if policy == nil {
+		policy = implicitRetry
+	}
+	var body *replayBody
+	if req.Body != nil && req.Body != http.NoBody {
+		body = newReplayBody(req.Body)
+	}
+	var tried []*upstream.Endpoint
+	var retrySlot func() // a max_retries slot held by the attempt in flight
+	for retries := 0; ; retries++ {
+		ep := pickEndpoint(c, tried, policy, st.pick)
 		if ep == nil {
 			release()
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, ErrNoHealthyUpstream)
 		}
+		attemptCtx, stopPerTry, cancel := perTryContext(ctx, policy.PerTryTimeout)
 		var transport http.RoundTripper = rt.f.h1
-		out := req.WithContext(ctx)
+		out := req.WithContext(attemptCtx)
 		u := *req.URL
 		u.Host = ep.Address
 		switch {
 		case ep.TLS != nil:
 			transport = rt.f.tls.get(ep.TLS.Key, http2)
-			out = req.WithContext(context.WithValue(ctx, tlsClientKey, ep.TLS))
+			out = req.WithContext(context.WithValue(attemptCtx, tlsClientKey, ep.TLS))
 			u.Scheme = "https"
 		case http2:
 			transport = rt.f.h2
 		}
 		out.URL = &u
 		if body != nil {
-			out.Body = body
+			out.Body = body.attempt()
 		}
 		st.info.UpstreamHost = ep.Address
 		done := ep.Begin()
 		start := time.Now()
 		resp, err := rt.f.pooled(c, transport, http2).RoundTrip(out)
-		if err != nil {
-			done()
-			observeError(c, ep, req, err, start)
-			var ce *ConnectError
-			if errors.As(err, &ce) && attempt == 0 && ep != failed && len(c.Endpoints()) > 1 && (body == nil || !body.used.Load()) {
-				failed = ep
-				continue
+		perTry := stopPerTry()
+		if perTry {
+			if resp != nil {
+				resp.Body.Close()
+				resp = nil
 			}
-			release()
-			return nil, err
+			err = errPerTryTimeout
 		}
-		c.ObserveResponse(ep, resp.StatusCode, time.Since(start))
-		resp.Body = &doneBody{ReadCloser: resp.Body, done: func() { done(); release() }}
-		return resp, nil
+		// Outcomes feed outlier detection and peak EWMA (pool.go).
+		if err != nil {
+			observeError(c, ep, req, err, start)
+		} else {
+			c.ObserveResponse(ep, resp.StatusCode, time.Since(start))
+		}
+		if retrySlot != nil {
+			retrySlot()
+			retrySlot = nil
+		}
+		tried = append(tried, ep)
+		finish := func() (*http.Response, error) {
+			if err != nil {
+				done()
+				cancel()
+				release()
+				return nil, err
+			}
+			resp.Body = &doneBody{ReadCloser: resp.Body, done: func() { done(); cancel(); release() }}
+			return resp, nil
+		}
+		if req.Context().Err() != nil || !retryable(policy, resp, err, perTry) {
+			return finish()
+		}
+		if policy == implicitRetry {
+			// Without a policy only a connect failure is retried, once, elsewhere, and
+			// only when the body was not touched.
+			if retries >= 1 || len(c.Endpoints()) < 2 || body != nil && body.started() {
+				return finish()
+			}
+		} else {
+			if retries >= policy.NumRetries {
+				st.info.Flags |= streaminfo.UpstreamRetryLimitExceeded
+				return finish()
+			}
+			if body != nil && !body.replayable() {
+				return finish()
+			}
+			if st.budget != nil && !st.budget.TryRetry() {
+				st.info.Flags |= streaminfo.UpstreamOverflow
+				return finish()
+			}
+			// The cluster's max_retries circuit breaker (UO when open).
+			slot, ok := c.AdmitRetry()
+			if !ok {
+				st.info.Flags |= streaminfo.UpstreamOverflow
+				return finish()
+			}
+			retrySlot = slot
+		}
+		if resp != nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		done()
+		cancel()
+		st.info.UpstreamRetries++
+		if policy != implicitRetry {
+			if err := sleepCtx(ctx, backoff(policy, retries)); err != nil {
+				if retrySlot != nil {
+					retrySlot()
+				}
+				release()
+				return nil, err
+			}
+		}
 	}
 }
-
-// onceBody lets a request body survive a failed connect: the transport closes bodies on
-// error, but nothing was read yet, so the next attempt may still send it. The server
-// closes the real body when the handler returns.
-type onceBody struct {
-	rc   io.ReadCloser
-	used atomic.Bool
-}
-
-func (b *onceBody) Read(p []byte) (int, error) {
-	b.used.Store(true)
-	return b.rc.Read(p)
-}
-
-func (b *onceBody) Close() error { return nil }
 
 // doneBody ends the endpoint's active-request count when the response is consumed.
 type doneBody struct {
@@ -512,6 +608,8 @@ func (f *Forwarder) writeError(w http.ResponseWriter, r *http.Request, err error
 	case errors.As(err, &ce):
 		// A connect timeout is a connect failure (503), not a route timeout.
 		flag = streaminfo.UpstreamConnectionFailure
+	case errors.Is(err, errPerTryTimeout):
+		code, grpcCode, flag = http.StatusGatewayTimeout, 4, streaminfo.UpstreamRequestTimeout
 	case errors.Is(err, context.DeadlineExceeded) && (st == nil || st.routeTimeout):
 		code, grpcCode, flag = http.StatusGatewayTimeout, 4, streaminfo.UpstreamRequestTimeout // DEADLINE_EXCEEDED
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:

@@ -19,6 +19,10 @@ type HTTPFilter struct {
 	Name string
 	RBAC *RBAC     // envoy.filters.http.rbac (nil when its rules are unset: disabled)
 	JWT  *JWTAuthn // envoy.filters.http.jwt_authn
+	// Fault and CORS mark envoy.filters.http.fault and envoy.filters.http.cors, which act
+	// on the matched route's per-filter config (Route.Fault, Route.CORS).
+	Fault bool
+	CORS  bool
 }
 
 // NetworkFilter is one decoded network filter before the terminal one (tcp_proxy or
@@ -47,6 +51,8 @@ var httpFilterDecoders = map[string]func(*anypb.Any) (HTTPFilter, error){
 		j, err := jwtAuthn(pb)
 		return HTTPFilter{JWT: j}, err
 	},
+	faultTypeURL: decodeFaultFilter,
+	corsTypeURL:  decodeCORSFilter,
 }
 
 // networkFilterDecoders is the same for network filters before the terminal one.

@@ -221,10 +221,13 @@ type TCPProxy struct {
 	Clusters   []WeightedCluster
 }
 
-// WeightedCluster is a cluster name with a share of the traffic.
+// WeightedCluster is a cluster name with a share of the traffic, and the header edits
+// of requests sent to it (routes' weighted clusters only).
 type WeightedCluster struct {
-	Name   string
-	Weight uint32
+	Name            string
+	Weight          uint32
+	RequestHeaders  HeaderMutation
+	ResponseHeaders HeaderMutation
 }
 
 // RouteConfig is an accepted RDS resource (or an inline route_config).
@@ -250,6 +253,17 @@ type Route struct {
 	Timeout time.Duration
 	// HashPolicies key consistent-hash load balancing (RING_HASH, MAGLEV clusters).
 	HashPolicies []HashPolicy
+
+	// Redirect, when set, answers instead of forwarding (Clusters is empty).
+	Redirect *Redirect
+	Rewrite  Rewrite
+	// RequestHeaders and ResponseHeaders are the route's header edits.
+	RequestHeaders, ResponseHeaders HeaderMutation
+	Retry                           *RetryPolicy
+	Mirrors                         []Mirror
+	// Fault and CORS are the per-route configs of those filters (typed_per_filter_config).
+	Fault *Fault
+	CORS  *CORS
 }
 
 // PathKind says how RouteMatch compares the path.
@@ -268,6 +282,7 @@ type RouteMatch struct {
 	Regex         *regexp.Regexp // anchored, for PathRegex
 	CaseSensitive bool
 	Headers       []HeaderMatcher
+	Query         []QueryMatcher
 }
 
 // StringKind says how a header value is compared.

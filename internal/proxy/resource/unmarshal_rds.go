@@ -86,6 +86,38 @@ func routeEntry(pb *routev3.Route) (Route, error) {
 		}
 		r.Match.Headers = append(r.Match.Headers, hm)
 	}
+	for i, q := range m.GetQueryParameters() {
+		qm := QueryMatcher{Name: q.GetName()}
+		if qm.Name == "" {
+			return r, fmt.Errorf("match.query_parameters[%d].name: %w", i, errMissing)
+		}
+		switch {
+		case q.GetPresentMatch():
+			qm.Present = true
+		case q.GetStringMatch() != nil:
+			sm, err := stringMatcher(q.GetStringMatch(), fmt.Sprintf("match.query_parameters[%d].string_match", i))
+			if err != nil {
+				return r, err
+			}
+			qm.Match = sm
+		default:
+			return r, fmt.Errorf("match.query_parameters[%d]: string_match or present_match is required", i)
+		}
+		r.Match.Query = append(r.Match.Query, qm)
+	}
+	if err := routeExtras(&r, pb); err != nil {
+		return r, err
+	}
+	if rd := pb.GetRedirect(); rd != nil {
+		if pb.GetRoute() != nil {
+			return r, errors.New("route and redirect are exclusive")
+		}
+		var err error
+		if r.Redirect, err = redirectAction(rd); err != nil {
+			return r, fmt.Errorf("redirect: %w", err)
+		}
+		return r, nil
+	}
 	action := pb.GetRoute()
 	if action == nil {
 		return r, fmt.Errorf("route: %w", errMissing)
@@ -114,6 +146,9 @@ func routeEntry(pb *routev3.Route) (Route, error) {
 			return r, fmt.Errorf("route.timeout invalid: %v", t)
 		}
 		r.Timeout = t.AsDuration()
+	}
+	if err := routeForward(&r, action); err != nil {
+		return r, err
 	}
 	var err error
 	if r.HashPolicies, err = hashPolicies(action); err != nil { // hash_policy.go

@@ -100,8 +100,8 @@ func TestRouteAndClusterValidation(t *testing.T) {
 		t.Fatalf("empty regex: %v", err)
 	}
 	retries := proto.Clone(badRegex).(*routev3.RouteConfiguration)
-	retries.VirtualHosts[0].Routes[0].GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx"}
-	if _, err := d.RouteConfig(mustAny(t, retries)); err == nil || !strings.Contains(err.Error(), "envoy.config.route.v3.RouteAction.retry_policy") {
+	retries.VirtualHosts[0].Routes[0].GetRoute().RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx", RetriableHeaders: []*routev3.HeaderMatcher{{Name: "x"}}}
+	if _, err := d.RouteConfig(mustAny(t, retries)); err == nil || !strings.Contains(err.Error(), "envoy.config.route.v3.RetryPolicy.retriable_headers") {
 		t.Fatalf("retry_policy: %v", err)
 	}
 	ring := &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},

@@ -36,7 +36,8 @@ type VirtualHost struct {
 	Routes []*Route
 }
 
-// Route is a compiled route.
+// Route is a compiled route: its match, and what the forwarder does with a request it
+// matches (resource.Route's actions, see docs/XDS.md).
 type Route struct {
 	Name     string
 	match    resource.RouteMatch
@@ -46,15 +47,44 @@ type Route struct {
 	Timeout  time.Duration
 	// HashPolicies key consistent-hash balancing (upstream.RequestHash).
 	HashPolicies []resource.HashPolicy
+
+	Redirect                        *resource.Redirect
+	Rewrite                         resource.Rewrite
+	RequestHeaders, ResponseHeaders resource.HeaderMutation
+	Retry                           *resource.RetryPolicy
+	Mirrors                         []resource.Mirror
+	Fault                           *resource.Fault
+	CORS                            *resource.CORS
+	// Budget is the retry budget's state (nil without one); it lives as long as the
+	// compiled route.
+	Budget *Budget
 }
 
+// MatchKind says how the route matched the path, which decides what a prefix rewrite
+// replaces.
+func (rt *Route) MatchKind() resource.PathKind { return rt.match.Kind }
+
+// MatchedPrefix is the route's path prefix (prefix matches only).
+func (rt *Route) MatchedPrefix() string { return rt.match.Path }
+
 // New compiles a route configuration.
-func New(rc *resource.RouteConfig) *Table {
+func New(rc *resource.RouteConfig) *Table { return Compile(rc, nil) }
+
+// Compile compiles a route configuration; routes of prev (may be nil) with the same
+// virtual host, name and retry budget settings lend their budget state, so a config
+// swap does not reset retry budgets.
+func Compile(rc *resource.RouteConfig, prev *Table) *Table {
 	t := &Table{Name: rc.Name, exact: map[string]*VirtualHost{}}
 	for _, v := range rc.VirtualHosts {
 		vh := &VirtualHost{Name: v.Name}
 		for _, r := range v.Routes {
-			vh.Routes = append(vh.Routes, compileRoute(r))
+			cr := compileRoute(r)
+			if cr.Budget != nil && prev != nil {
+				if old := prev.budgetOf(v.Name, r.Name); old != nil && old.cfg == cr.Budget.cfg {
+					cr.Budget = old
+				}
+			}
+			vh.Routes = append(vh.Routes, cr)
 		}
 		for _, d := range v.Domains {
 			d = strings.ToLower(d)
@@ -76,12 +106,48 @@ func New(rc *resource.RouteConfig) *Table {
 }
 
 func compileRoute(r resource.Route) *Route {
-	cr := &Route{Name: r.Name, match: r.Match, Clusters: r.Clusters, Timeout: r.Timeout, HashPolicies: r.HashPolicies}
+	cr := &Route{Name: r.Name, match: r.Match, Clusters: r.Clusters, Timeout: r.Timeout,
+		Redirect: r.Redirect, Rewrite: r.Rewrite, RequestHeaders: r.RequestHeaders, ResponseHeaders: r.ResponseHeaders,
+		Retry: r.Retry, Mirrors: r.Mirrors, Fault: r.Fault, CORS: r.CORS, HashPolicies: r.HashPolicies}
+	if r.Retry != nil && r.Retry.Budget != nil {
+		cr.Budget = NewBudget(*r.Retry.Budget, time.Now)
+	}
 	for _, c := range r.Clusters {
 		cr.total += uint64(c.Weight)
 		cr.cumul = append(cr.cumul, cr.total)
 	}
 	return cr
+}
+
+// budgetOf finds the retry budget of a named route of a named virtual host.
+func (t *Table) budgetOf(vhost, route string) *Budget {
+	var found *Budget
+	t.eachVirtualHost(func(vh *VirtualHost) {
+		if vh.Name != vhost {
+			return
+		}
+		for _, r := range vh.Routes {
+			if r.Name == route && r.Budget != nil && found == nil {
+				found = r.Budget
+			}
+		}
+	})
+	return found
+}
+
+func (t *Table) eachVirtualHost(fn func(*VirtualHost)) {
+	for _, vh := range t.exact {
+		fn(vh)
+	}
+	for _, w := range t.suffix {
+		fn(w.vh)
+	}
+	for _, w := range t.prefix {
+		fn(w.vh)
+	}
+	if t.any != nil {
+		fn(t.any)
+	}
 }
 
 // VirtualHost finds the virtual host for a Host/:authority value. As Envoy does, the
@@ -246,6 +312,20 @@ func (rt *Route) matches(path string, r *http.Request, tr *Trace) bool {
 			return false
 		}
 	}
+	if len(m.Query) > 0 {
+		q := r.URL.Query()
+		for i := range m.Query {
+			qm := &m.Query[i]
+			vals, ok := q[qm.Name]
+			matched := ok && (qm.Present || len(vals) > 0 && qm.Match.Match(vals[0]))
+			if !matched {
+				if tr != nil {
+					tr.miss(rt, fmt.Sprintf("query parameter %s does not match", qm.Name))
+				}
+				return false
+			}
+		}
+	}
 	return true
 }
 
@@ -311,6 +391,24 @@ func headerMatches(h *resource.HeaderMatcher, r *http.Request) bool {
 // PickCluster chooses a cluster by weight.
 func (rt *Route) PickCluster() string {
 	return PickWeighted(rt.Clusters, rt.cumul, rt.total)
+}
+
+// PickWeightedCluster chooses a cluster by weight and returns its entry (with its
+// header edits); nil for a redirect route.
+func (rt *Route) PickWeightedCluster() *resource.WeightedCluster {
+	switch len(rt.Clusters) {
+	case 0:
+		return nil
+	case 1:
+		return &rt.Clusters[0]
+	}
+	n := rand.Uint64N(rt.total)
+	for i, c := range rt.cumul {
+		if n < c {
+			return &rt.Clusters[i]
+		}
+	}
+	return &rt.Clusters[len(rt.Clusters)-1]
 }
 
 // Cumulative precomputes running weight sums for PickWeighted.

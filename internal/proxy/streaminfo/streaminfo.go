@@ -113,6 +113,8 @@ type Info struct {
 	// GRPCStatus is the grpc-status sent downstream, -1 when there was none.
 	GRPCStatus int
 	Flags      Flags
+	// UpstreamRetries counts the retries made (attempts after the first).
+	UpstreamRetries int
 
 	// DownstreamPeer called us (inbound: the source workload; outbound: ourselves).
 	// UpstreamPeer answered (outbound: the destination workload, from the response's

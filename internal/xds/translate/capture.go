@@ -143,7 +143,7 @@ func (b *builder) virtualOutbound() (*listener.Listener, error) {
 			name := OutboundClusterName(sp.port.Port, "", sp.host)
 			route := OutboundRouteName(g.port)
 			chains = append(chains,
-				filterChain(name+"|http", vipMatch(sp, sniffedProtocols), b.httpConnectionManager(route, nil)),
+				filterChain(name+"|http", vipMatch(sp, sniffedProtocols), b.httpConnectionManager(route, nil, b.withHTTPFilters(b.outboundHTTPFilters()))),
 				filterChain(name, vipMatch(sp, nil), b.tcpProxy(name, dests)))
 		}
 		if len(g.unknown) > 0 {
@@ -153,7 +153,7 @@ func (b *builder) virtualOutbound() (*listener.Listener, error) {
 			route := OutboundRouteName(g.port)
 			chains = append(chains, filterChain(allInterfaces+"_"+route,
 				&listener.FilterChainMatch{DestinationPort: wrapperspb.UInt32(uint32(g.port))},
-				b.httpConnectionManager(route, nil)))
+				b.httpConnectionManager(route, nil, b.withHTTPFilters(b.outboundHTTPFilters()))))
 		}
 	}
 	passthrough := PassthroughClusterName

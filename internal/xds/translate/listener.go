@@ -30,12 +30,12 @@ func (b *builder) listeners() ([]types.Resource, error) {
 	}
 	if b.proxy.OutboundHTTPPort != 0 {
 		out = append(out, b.listener(OutboundHTTPProxyName, b.proxy.OutboundHTTPPort,
-			b.httpConnectionManager(OutboundHTTPProxyName, nil)))
+			b.httpConnectionManager(OutboundHTTPProxyName, nil, b.withHTTPFilters(b.outboundHTTPFilters()))))
 	}
 	for _, up := range b.upstreams() {
 		name := UpstreamListenerName(up.sp.port.Port, up.sp.host)
 		if up.sp.port.Protocol.IsHTTP() {
-			out = append(out, b.listener(name, up.localPort, b.httpConnectionManager(name, nil)))
+			out = append(out, b.listener(name, up.localPort, b.httpConnectionManager(name, nil, b.withHTTPFilters(b.outboundHTTPFilters()))))
 			continue
 		}
 		dests, err := b.tcpDestinations(up.sp)

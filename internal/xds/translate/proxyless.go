@@ -198,6 +198,11 @@ func proxylessRoutes(in []*route.Route) ([]*route.Route, []string) {
 	}
 	for _, r := range in {
 		r = proto.Clone(r).(*route.Route)
+		// grpc-go has no CORS filter (and browsers do not speak gRPC to it).
+		delete(r.TypedPerFilterConfig, CORSFilterName)
+		if len(r.TypedPerFilterConfig) == 0 {
+			r.TypedPerFilterConfig = nil
+		}
 		a := r.GetRoute()
 		if a == nil {
 			out = append(out, r)

@@ -76,9 +76,15 @@ func (b *builder) singleHostRoute(sp servicePort) (*route.RouteConfiguration, er
 	}, nil
 }
 
-// virtualHost depends only on the service port and its domains, which variant names
-// (see domainsVariant): built once per Index, service port and variant.
+// virtualHost depends only on the service port, its domains, which variant names
+// (see domainsVariant), and which source-conditioned matches apply to the proxy (see
+// sourceVariant): built once per Index, service port and variant.
 func (b *builder) virtualHost(sp servicePort, variant string, domains func() []string) (*route.VirtualHost, error) {
+	if vs := b.virtualServiceFor(sp.host); vs != nil {
+		if sv := b.sourceVariant(vs); sv != "" {
+			variant += "|src:" + sv
+		}
+	}
 	return cached(b.idx, b.idx.vhosts, sp.key+"|"+variant, func() (*route.VirtualHost, error) {
 		return b.newVirtualHost(sp, domains())
 	})
@@ -156,9 +162,10 @@ func appliesToMesh(vs *model.VirtualService) bool {
 }
 
 // httpRoutes translates the VirtualService rules for a service port in order (first
-// match wins); each HTTPMatch becomes one Envoy route with the rule's action. Without a
-// VirtualService, or when none of its rules applies to this port, one default route
-// sends everything to the service port's cluster.
+// match wins); each HTTPMatch becomes one Envoy route with the rule's action. Matches
+// for another port, or whose source conditions exclude this proxy, are left out.
+// Without a VirtualService, or when none of its rules applies to this port, one default
+// route sends everything to the service port's cluster.
 func (b *builder) httpRoutes(sp servicePort) ([]*route.Route, error) {
 	var out []*route.Route
 	if vs := b.virtualServiceFor(sp.host); vs != nil {
@@ -173,24 +180,26 @@ func (b *builder) httpRoutes(sp servicePort) ([]*route.Route, error) {
 			}
 			var action *route.RouteAction
 			for _, m := range matches {
-				if m.Port != 0 && m.Port != sp.port.Port {
+				if m.Port != 0 && m.Port != sp.port.Port || !m.AppliesToSource(b.proxy) {
 					continue
-				}
-				if action == nil {
-					var err error
-					if action, err = b.routeAction(vs, rule, sp); err != nil {
-						return nil, err
-					}
 				}
 				rm, err := routeMatch(m)
 				if err != nil {
 					return nil, &ConfigError{Kind: "VirtualService", Name: vs.NamespacedName, Source: vs.Source, Err: err}
 				}
-				out = append(out, &route.Route{
-					Name:   name,
-					Match:  rm,
-					Action: &route.Route_Route{Route: proto.Clone(action).(*route.RouteAction)},
-				})
+				r := &route.Route{Name: name, Match: rm}
+				if rule.Redirect != nil {
+					r.Action = &route.Route_Redirect{Redirect: redirectAction(rule.Redirect)}
+				} else {
+					if action == nil {
+						if action, err = b.routeAction(vs, rule, sp); err != nil {
+							return nil, err
+						}
+					}
+					r.Action = &route.Route_Route{Route: proto.Clone(action).(*route.RouteAction)}
+				}
+				b.applyRouteExtras(r, rule)
+				out = append(out, r)
 			}
 		}
 	}
@@ -203,19 +212,25 @@ func (b *builder) httpRoutes(sp servicePort) ([]*route.Route, error) {
 		Action: &route.Route_Route{Route: &route.RouteAction{
 			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: OutboundClusterName(sp.port.Port, "", sp.host)},
 			Timeout:          durationpb.New(0),
+			RetryPolicy:      b.retryPolicy(nil),
 			HashPolicy:       b.hashPolicy(OutboundClusterName(sp.port.Port, "", sp.host)),
 		}},
 	}}, nil
 }
 
-// routeAction sends to one cluster or splits by weight. The timeout is always set:
-// 0s disables Envoy's 15 s default, as Istio does.
+// routeAction sends to one cluster or splits by weight, with the rule's rewrite,
+// retries and mirrors. The timeout is always set: 0s disables Envoy's 15 s default, as
+// Istio does.
 func (b *builder) routeAction(vs *model.VirtualService, rule model.HTTPRoute, sp servicePort) (*route.RouteAction, error) {
 	clusters, err := b.destinationClusters(vs, rule.Destinations, sp)
 	if err != nil {
 		return nil, err
 	}
-	a := &route.RouteAction{Timeout: durationpb.New(rule.Timeout)}
+	a := &route.RouteAction{Timeout: durationpb.New(rule.Timeout), RetryPolicy: b.retryPolicy(rule.Retries)}
+	applyRewrite(a, rule.Rewrite)
+	if a.RequestMirrorPolicies, err = b.mirrorPolicies(vs, rule.Mirrors, sp); err != nil {
+		return nil, err
+	}
 	for _, c := range clusters {
 		if a.HashPolicy == nil {
 			a.HashPolicy = b.hashPolicy(c.name) // DestinationRule consistentHash (hashpolicy.go)
@@ -226,8 +241,15 @@ func (b *builder) routeAction(vs *model.VirtualService, rule model.HTTPRoute, sp
 		return a, nil
 	}
 	wc := &route.WeightedCluster{}
-	for _, c := range clusters {
-		wc.Clusters = append(wc.Clusters, &route.WeightedCluster_ClusterWeight{Name: c.name, Weight: wrapperspb.UInt32(uint32(c.weight))})
+	for i, c := range clusters {
+		cw := &route.WeightedCluster_ClusterWeight{Name: c.name, Weight: wrapperspb.UInt32(uint32(c.weight))}
+		if h := rule.Destinations[i].Headers; !h.Empty() {
+			cw.RequestHeadersToAdd = headerValueOptions(h.Request)
+			cw.RequestHeadersToRemove = h.Request.Remove
+			cw.ResponseHeadersToAdd = headerValueOptions(h.Response)
+			cw.ResponseHeadersToRemove = h.Response.Remove
+		}
+		wc.Clusters = append(wc.Clusters, cw)
 	}
 	a.ClusterSpecifier = &route.RouteAction_WeightedClusters{WeightedClusters: wc}
 	return a, nil
@@ -287,14 +309,14 @@ func routeMatch(m model.HTTPMatch) (*route.RouteMatch, error) {
 		}
 	}
 	for _, name := range model.SortedKeys(m.Headers) {
-		sm, err := stringMatcher(m.Headers[name])
+		hm, err := routeHeaderMatcher(name, m.Headers[name], false)
 		if err != nil {
-			return nil, fmt.Errorf("header %s: %w", name, err)
+			return nil, err
 		}
-		rm.Headers = append(rm.Headers, &route.HeaderMatcher{
-			Name:                 name,
-			HeaderMatchSpecifier: &route.HeaderMatcher_StringMatch{StringMatch: sm},
-		})
+		rm.Headers = append(rm.Headers, hm)
+	}
+	if err := matchExtras(rm, m); err != nil {
+		return nil, err
 	}
 	return rm, nil
 }
