@@ -14,17 +14,16 @@ func newNetnsExecCmd() *cobra.Command {
 		uid, gid int
 	)
 	cmd := &cobra.Command{
-		Use:    "netns-exec --netns NAME [--uid N --gid N] -- CMD [ARGS...]",
-		Short:  "Run CMD inside a named network namespace (as `ip netns exec`), optionally as another user",
+		Use:    "netns-exec [--netns NAME] [--uid N --gid N] -- CMD [ARGS...]",
+		Short:  "Run CMD inside a named network namespace (as `ip netns exec`) and/or as another user",
 		Hidden: true,
 		Args:   cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return netns.Exec(netns.ExecOptions{Netns: name, UID: uid, GID: gid, Argv: args})
 		},
 	}
-	cmd.Flags().StringVar(&name, "netns", "", "name of the network namespace (under /run/netns)")
+	cmd.Flags().StringVar(&name, "netns", "", "name of the network namespace (under /run/netns); empty: this one")
 	cmd.Flags().IntVar(&uid, "uid", -1, "user id to run CMD as (-1: unchanged)")
 	cmd.Flags().IntVar(&gid, "gid", -1, "group id to run CMD as (-1: unchanged)")
-	_ = cmd.MarkFlagRequired("netns")
 	return cmd
 }

@@ -22,6 +22,7 @@ import (
 
 func newUpCmd() *cobra.Command {
 	var stateDir, isolation, logLevel, podCIDR, outboundPolicy string
+	var sharedUser bool
 	var caDir, trustDomain, rootNamespace string
 	var detection, certTTL time.Duration
 	var tr tracingFlags
@@ -98,6 +99,7 @@ on 127.0.0.1 and apps reach the mesh through HTTP_PROXY and per-service ports.`,
 				ProtocolDetectionTimeout: detection,
 				ProxyArgs:                proxyArgs,
 				NoAccessLogs:             noAccessLog,
+				SharedUser:               sharedUser,
 				Dashboard:                dashboardServer(),
 			})
 		},
@@ -113,6 +115,7 @@ on 127.0.0.1 and apps reach the mesh through HTTP_PROXY and per-service ports.`,
 	cmd.Flags().StringVar(&trustDomain, "trust-domain", "cluster.local", "trust domain of workload SPIFFE IDs")
 	cmd.Flags().StringVar(&rootNamespace, "root-namespace", "istio-system", "mesh root namespace (Istio's meshConfig.rootNamespace): its policies without a selector apply mesh-wide")
 	cmd.Flags().BoolVar(&noAccessLog, "no-access-log", false, "do not write <state-dir>/logs/<proxy>.access.log")
+	cmd.Flags().BoolVar(&sharedUser, "shared-user", false, "as root, still run sidecars and apps as skein up's user (by default each replica's sidecar and app get users of their own, so no workload can read another's credential)")
 	cmd.Flags().StringSliceVar(&dropLabels, "metrics-drop-labels", nil, "standard istio_* labels every sidecar drops (cardinality)")
 	tr.register(cmd.Flags())
 	return cmd

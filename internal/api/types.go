@@ -73,6 +73,11 @@ type Replica struct {
 	ProxyID    string `json:"proxyID"`
 	ProxyState string `json:"proxyState"`
 	ProxyPid   int    `json:"proxyPid,omitempty"`
+	// ProxyUID and AppUID are the users the sidecar and the app run as when skein up
+	// (as root) gives each replica users of its own; absent when they run as skein
+	// up's user.
+	ProxyUID int `json:"proxyUID,omitempty"`
+	AppUID   int `json:"appUID,omitempty"`
 }
 
 // Proxy is the control plane's view of one xDS client.

@@ -31,9 +31,10 @@ const (
 	kindAuthorizationPolicy   = "AuthorizationPolicy"
 	kindRequestAuthentication = "RequestAuthentication"
 	kindSidecar               = "Sidecar"
+	kindServiceEntry          = "ServiceEntry"
 )
 
-const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication"
+const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, ServiceEntry and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication"
 
 // kind says how one kind of object is checked, decoded, translated and cross-checked.
 type kind struct {
@@ -161,6 +162,19 @@ func kinds() []kind {
 			},
 		},
 		sidecarKind(),
+		{
+			name: kindServiceEntry, apiVersions: istioVersions,
+			checkType:  reflect.TypeFor[istioObject[networking.ServiceEntry]](),
+			allowField: istio.AllowField,
+			build: func(data []byte, nn model.NamespacedName, _ string) (any, any, []strict.Issue) {
+				var spec networking.ServiceEntry
+				if issues := decodeIstio(data, &spec); issues != nil {
+					return nil, nil, issues
+				}
+				svcs, issues := istio.ServiceEntry(nn, &spec)
+				return svcs, &spec, issues
+			},
+		},
 	}
 }
 

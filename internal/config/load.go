@@ -285,6 +285,7 @@ func (l *loader) finish() (*model.Mesh, error) {
 	first := map[string]*object{}
 	ruleFor := map[string]*object{}
 	defaultSidecar := map[string]*object{} // namespace -> its Sidecar without selector
+	entryHost := map[string]*object{}      // ServiceEntry host -> its object
 	for _, o := range l.objects {
 		if o.nn.Name != "" {
 			key := o.kind + "/" + o.name()
@@ -301,6 +302,22 @@ func (l *loader) finish() (*model.Mesh, error) {
 				cat.Services[fqdn] = svc
 			} else if o.nn.Name != "" {
 				cat.UncheckedServices[fqdn] = true
+			}
+		case kindServiceEntry:
+			// Each host joins the registry; the first definition of a host wins, as
+			// for Services (Istio merges ServiceEntries of one host: not yet).
+			svcs, _ := o.value.([]*model.Service)
+			for _, svc := range svcs {
+				if o.failed {
+					cat.UncheckedServices[svc.Host] = true
+					continue
+				}
+				if prev, dup := entryHost[svc.Host]; dup {
+					l.report(o, []strict.Issue{{Path: "spec.hosts", Msg: fmt.Sprintf("host %q is already declared by ServiceEntry %s at %s", svc.Host, prev.name(), prev.src)}})
+					continue
+				}
+				entryHost[svc.Host] = o
+				cat.Services[svc.Host] = svc
 			}
 		case kindSidecar:
 			l.checkSidecarDefault(o, defaultSidecar)
@@ -349,6 +366,11 @@ func (l *loader) finish() (*model.Mesh, error) {
 		case *model.Service:
 			v.Source = o.src
 			mesh.Services = append(mesh.Services, v)
+		case []*model.Service: // a ServiceEntry's hosts
+			for _, svc := range v {
+				svc.Source = o.src
+				mesh.Services = append(mesh.Services, svc)
+			}
 		case *model.Workload:
 			v.Source = o.src
 			mesh.Workloads = append(mesh.Workloads, v)
@@ -372,6 +394,7 @@ func (l *loader) finish() (*model.Mesh, error) {
 			mesh.PeerAuthentications = append(mesh.PeerAuthentications, v)
 		}
 	}
+	resolveEntryHosts(mesh, cat)
 	model.AllocateVIPs(mesh.Services)
 	return mesh, nil
 }

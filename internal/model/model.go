@@ -105,12 +105,21 @@ type Service struct {
 	Ports    []ServicePort     `json:"ports"`
 	// VIP is the service's virtual IP (a ClusterIP): spec.clusterIP when given, else one
 	// allocated from VIPRange (see vip.go). Captured clients reach the service at it.
-	VIP    string `json:"vip,omitempty"`
-	Source Source `json:"source"`
+	VIP string `json:"vip,omitempty"`
+	// Host is the hostname a ServiceEntry declares (any DNS name, used as written);
+	// empty for Kubernetes Services, whose hostname is <name>.<ns>.<suffix>.
+	Host string `json:"host,omitempty"`
+	// Entry holds what only a ServiceEntry says (serviceentry.go); nil otherwise.
+	Entry  *ServiceEntry `json:"entry,omitempty"`
+	Source Source        `json:"source"`
 }
 
-// Hostname is the service's fully qualified name, e.g. catalog.default.svc.cluster.local.
+// Hostname is the service's fully qualified name, e.g. catalog.default.svc.cluster.local,
+// or the host a ServiceEntry declares.
 func (s *Service) Hostname(suffix string) string {
+	if s.Host != "" {
+		return s.Host
+	}
 	return s.Name + "." + s.Namespace + "." + suffix
 }
 

@@ -30,6 +30,11 @@ func AllocateVIPs(services []*Service) {
 	var todo []*Service
 	for _, s := range services {
 		if s.VIP == "" {
+			if s.Entry != nil && s.Entry.Resolution == ResolutionNone {
+				// Clients of a resolution NONE ServiceEntry connect to the host's real
+				// addresses (its own DNS), so a VIP would only hide them.
+				continue
+			}
 			todo = append(todo, s)
 			continue
 		}

@@ -14,7 +14,8 @@ import (
 
 // ExecOptions say how Exec runs a program.
 type ExecOptions struct {
-	// Netns names the namespace to join.
+	// Netns names the namespace to join; empty stays in this one (then Exec only
+	// changes the user: isolation none's separate users).
 	Netns string
 	// UID and GID, when >= 0, are the ids the program runs as (supplementary groups
 	// are dropped); -1 keeps the caller's.
@@ -53,31 +54,11 @@ func Exec(o ExecOptions) error {
 	if path, err = filepath.Abs(path); err != nil {
 		return err
 	}
-	f, err := os.Open(filepath.Join(RunDir, o.Netns))
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: %s", ErrNotFound, o.Netns)
-	}
-	if err != nil {
-		return err
-	}
-	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("setns %s: %w", o.Netns, err)
-	}
-	f.Close()
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("unshare mount namespace: %w", err)
-	}
-	// Mounts made below must not propagate back to the host.
-	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("making / a slave mount: %w", err)
-	}
-	// A sysfs mounted from inside the namespace lists its interfaces (best effort,
-	// as ip netns exec: some containers forbid it).
-	if unix.Unmount("/sys", unix.MNT_DETACH) == nil {
-		_ = unix.Mount(o.Netns, "/sys", "sysfs", 0, "")
-	}
-	if err := bindEtc(o.Netns); err != nil {
-		return err
+	// No namespace: only the change of user (isolation none's separate users).
+	if o.Netns != "" {
+		if err := enter(o.Netns); err != nil {
+			return err
+		}
 	}
 	execPath := path
 	if o.UID >= 0 || o.GID >= 0 {
@@ -113,6 +94,35 @@ func Exec(o ExecOptions) error {
 	}
 	argv := append([]string{o.Argv[0]}, o.Argv[1:]...)
 	return fmt.Errorf("exec %s: %w", path, syscall.Exec(execPath, argv, o.Env))
+}
+
+// enter joins the named network namespace and a private mount namespace with the
+// pod's /etc files bound in.
+func enter(name string) error {
+	f, err := os.Open(filepath.Join(RunDir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	if err != nil {
+		return err
+	}
+	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("setns %s: %w", name, err)
+	}
+	f.Close()
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("unshare mount namespace: %w", err)
+	}
+	// Mounts made below must not propagate back to the host.
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("making / a slave mount: %w", err)
+	}
+	// A sysfs mounted from inside the namespace lists its interfaces (best effort,
+	// as ip netns exec: some containers forbid it).
+	if unix.Unmount("/sys", unix.MNT_DETACH) == nil {
+		_ = unix.Mount(name, "/sys", "sysfs", 0, "")
+	}
+	return bindEtc(name)
 }
 
 // bindEtc bind-mounts /etc/netns/<name>/<file> over /etc/<file> for every file there.

@@ -85,7 +85,7 @@ func runProxyless(t *testing.T, bootstrap string, job proxylessJob) proxylessRes
 	if jerr := json.Unmarshal(out, &res); err != nil || jerr != nil {
 		t.Fatalf("proxyless client %+v: %v %v\n%s\n%s", job, err, jerr, out, tail(stderr.String(), 40))
 	}
-	if res.FirstErr != "" {
+	if res.FirstErr != "" && stderr.Len() > 0 {
 		t.Logf("proxyless client %+v: grpc-go says:\n%s", job, tail(stderr.String(), 40))
 	}
 	return res
@@ -94,9 +94,39 @@ func runProxyless(t *testing.T, bootstrap string, job proxylessJob) proxylessRes
 // TestProxylessGRPC: real grpc-go clients with their own xDS client (no sidecar),
 // bootstrapped by `skein bootstrap --grpc`, dial xds:///catalog... against the control
 // plane of `skein up` and get the demo's VirtualService: x-canary: true → v2 only, the
-// rest split 90/10 between v1 and v2, straight to the catalog endpoints.
+// rest split 90/10 between v1 and v2, straight to the catalog endpoints; a fault rule
+// (x-fault: abort) aborts with UNAVAILABLE in the client.
 func TestProxylessGRPC(t *testing.T) {
-	m := startMesh(t, copyDir(t, demoDir))
+	dir := copyDir(t, demoDir)
+	// The demo's routing, with a fault rule first: x-fault: abort is answered
+	// UNAVAILABLE by the client itself (grpc-go's fault filter), never reaching catalog.
+	routing, err := os.ReadFile(filepath.Join(dir, "catalog-routing.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	faultRule := `  http:
+  - name: fault
+    match:
+    - headers:
+        x-fault:
+          exact: abort
+    fault:
+      abort:
+        grpcStatus: UNAVAILABLE
+        percentage: {value: 100}
+    route:
+    - destination:
+        host: catalog
+        subset: v1
+`
+	withFault := strings.Replace(string(routing), "  http:\n", faultRule, 1)
+	if withFault == string(routing) {
+		t.Fatal("demo routing has no http rules to extend")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "catalog-routing.yaml"), []byte(withFault), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := startMesh(t, dir)
 	boot := filepath.Join(t.TempDir(), "bootstrap.json")
 	if out, err := m.skein("bootstrap", "--grpc", "client", "-o", boot); err != nil {
 		t.Fatalf("skein bootstrap: %v\n%s", err, out)
@@ -115,6 +145,11 @@ func TestProxylessGRPC(t *testing.T) {
 	canary := runProxyless(t, boot, proxylessJob{Target: target, Calls: 50, Metadata: map[string]string{"x-canary": "true"}})
 	if canary.Workloads["catalog-v2"] != 50 {
 		t.Errorf("x-canary: true: %+v, want catalog-v2 only", canary)
+	}
+
+	fault := runProxyless(t, boot, proxylessJob{Target: target, Calls: 20, Metadata: map[string]string{"x-fault": "abort"}})
+	if fault.Codes["Unavailable"] != 20 || len(fault.Workloads) != 0 {
+		t.Errorf("x-fault: abort: %+v, want 20 × Unavailable from the client's fault filter", fault)
 	}
 
 	st, err := m.status()

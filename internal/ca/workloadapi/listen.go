@@ -17,6 +17,13 @@ const maxSocketPath = 100
 // socket 0600, a stale socket from an earlier run replaced. Connections from another
 // user are refused where the OS reports peer credentials (Linux: SO_PEERCRED).
 func Listen(path string) (net.Listener, error) {
+	return ListenFor(path, -1, -1)
+}
+
+// ListenFor is Listen for a workload running as another user (uid, gid >= 0): the
+// directory and socket belong to that user, and only it (and this process's user,
+// the runtime) may connect. Other workloads, under their own users, cannot.
+func ListenFor(path string, uid, gid int) (net.Listener, error) {
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("workloadapi: socket path %q is longer than %d bytes", path, maxSocketPath)
 	}
@@ -34,13 +41,24 @@ func Listen(path string) (net.Listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("workloadapi: %w", err)
 	}
-	return &sameUserListener{Listener: ln, uid: os.Getuid()}, nil
+	l := &sameUserListener{Listener: ln, uid: os.Getuid(), also: -1}
+	if uid >= 0 {
+		for _, p := range []string{filepath.Dir(path), path} {
+			if err := os.Chown(p, uid, gid); err != nil {
+				ln.Close()
+				return nil, fmt.Errorf("workloadapi: %w", err)
+			}
+		}
+		l.also = uid
+	}
+	return l, nil
 }
 
-// sameUserListener drops connections whose peer runs as another user.
+// sameUserListener drops connections whose peer runs as another user than uid (or
+// also, when >= 0).
 type sameUserListener struct {
 	net.Listener
-	uid int
+	uid, also int
 }
 
 func (l *sameUserListener) Accept() (net.Conn, error) {
@@ -49,7 +67,7 @@ func (l *sameUserListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if uid, ok := peerUID(c); ok && uid != l.uid {
+		if uid, ok := peerUID(c); ok && uid != l.uid && uid != l.also {
 			c.Close()
 			continue
 		}

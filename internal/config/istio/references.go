@@ -72,10 +72,14 @@ func (c *Catalog) service(written, host, path string, is *issues) *model.Service
 	if s := c.Services[host]; s != nil {
 		return s
 	}
+	if s := c.Services[written]; s != nil && s.Entry != nil {
+		return s // a ServiceEntry host, used as written
+	}
 	switch {
+	case c.UncheckedServices[written]:
 	case c.UncheckedServices[host]:
 	case !inCluster(host, c.Suffix):
-		is.add(path, "host %q is outside the mesh: external hosts (ServiceEntry) are not supported yet by skein", written)
+		is.add(path, "host %q is neither a Service nor a ServiceEntry host: declare it with a ServiceEntry", written)
 	case written != host:
 		is.add(path, "host %q (%s) is not a known Service", written, host)
 	default:

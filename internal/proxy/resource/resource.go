@@ -345,7 +345,10 @@ type Cluster struct {
 	// UseDownstreamProtocol: h2c upstream when the request came in over HTTP/2, else HTTP/1.1.
 	UseDownstreamProtocol bool
 	ConnectTimeout        time.Duration
-	Static                *Endpoints // load_assignment of a STATIC cluster
+	Static                *Endpoints // load_assignment of a STATIC (or DNS) cluster
+	// DNS: a STRICT_DNS or LOGICAL_DNS cluster, whose Static endpoints are DNS names
+	// resolved when connecting.
+	DNS bool
 	// BindAddress is the source address of upstream connections
 	// (upstream_bind_config.source_address); empty means the system's choice.
 	BindAddress string

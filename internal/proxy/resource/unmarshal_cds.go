@@ -60,6 +60,27 @@ func (d *Decoder) cluster(pb *clusterv3.Cluster) (*Cluster, error) {
 			}
 			c.Static = eps
 		}
+	case clusterv3.Cluster_STRICT_DNS, clusterv3.Cluster_LOGICAL_DNS:
+		// ServiceEntry DNS resolution: the load_assignment names hosts by DNS name.
+		// The proxy resolves a name when it connects (the system resolver, with its
+		// cache), so STRICT_DNS spreads over the listed names, not over every address
+		// one name resolves to, as Envoy would; LOGICAL_DNS is the same with one name.
+		c.Kind = ClusterStatic
+		c.DNS = true
+		if pb.GetEdsClusterConfig() != nil {
+			return nil, errors.New("eds_cluster_config is only supported for EDS clusters")
+		}
+		if pb.GetLoadAssignment() == nil {
+			return nil, fmt.Errorf("load_assignment: %w (a %v cluster needs the names to resolve)", errMissing, pb.GetType())
+		}
+		eps, err := endpoints(pb.GetLoadAssignment())
+		if err != nil {
+			return nil, fmt.Errorf("load_assignment: %w", err)
+		}
+		if pb.GetType() == clusterv3.Cluster_LOGICAL_DNS && len(eps.Endpoints) != 1 {
+			return nil, fmt.Errorf("load_assignment: a LOGICAL_DNS cluster takes exactly one endpoint, got %d", len(eps.Endpoints))
+		}
+		c.Static = eps
 	case clusterv3.Cluster_ORIGINAL_DST:
 		c.Kind = ClusterOriginalDst
 		if pb.GetEdsClusterConfig() != nil || pb.GetLoadAssignment() != nil {

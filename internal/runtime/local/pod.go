@@ -28,8 +28,9 @@ import (
 
 // Isolation netns: every replica is a pod (internal/runtime/local/podnet) whose
 // traffic is captured as istio-init does (internal/capture). The sidecar runs in the
-// pod as uid/gid 1337 (capture.DefaultProxyUID), which the rules exempt; the app runs
-// as skein up's user and listens on its container port. Both are started through
+// pod as a user the rules exempt (1337, capture.DefaultProxyUID, or with separate
+// users one of its own: users.go); the app runs as its own user (else skein up's) and
+// listens on its container port. Both are started through
 // `skein netns-exec`, which joins the pod's namespace and mounts its resolv.conf.
 
 // AdminPort and MetricsPort are the sidecar's admin and merged-metrics ports in a pod
@@ -162,8 +163,26 @@ func (m *Mesh) startPod(ctx context.Context, cfg *model.Mesh, w *model.Workload,
 		IP:             pod.IP.String(),
 	}
 	rules := capture.Defaults().WithOverrides(w.Capture)
+	// The sidecar's user: the capture rules exempt its traffic by owner. With separate
+	// users every pod's sidecar has a user of its own (no sidecar can read another's
+	// credential); otherwise Istio's 1337.
+	users := m.usersFor()
+	if users.sidecar >= 0 && rules.ProxyUID == capture.DefaultProxyUID && rules.ProxyGID == capture.DefaultProxyGID {
+		rules.ProxyUID, rules.ProxyGID = users.sidecar, users.sidecar
+	}
+	users.sidecar = rules.ProxyUID
+	r.users = users
 	if err := capture.Apply(ctx, capture.InNetns(pod.Netns), rules); err != nil {
 		return fail(fmt.Errorf("capture rules: %w", err))
+	}
+	if m.separateUsers {
+		// The app runs as a user of its own: let it bind any port of its pod, as
+		// container runtimes do (the sysctl is per network namespace).
+		if err := netns.Do(pod.Netns, func() error {
+			return os.WriteFile("/proc/sys/net/ipv4/ip_unprivileged_port_start", []byte("0"), 0o644)
+		}); err != nil {
+			return fail(fmt.Errorf("pod sysctl: %w", err))
+		}
 	}
 	for _, cp := range w.Ports {
 		r.podPorts = append(r.podPorts, cp.ContainerPort)
@@ -207,10 +226,10 @@ func (m *Mesh) startPod(ctx context.Context, cfg *model.Mesh, w *model.Workload,
 	}
 	// The sidecar's bootstrap credential (readable by the proxy uid) and the app's
 	// SPIFFE Workload API socket (a path, so reachable from the pod's namespace).
-	if r.identity, err = m.sec.forReplica(ctx, r.proxy); err != nil {
+	if r.identity, err = m.sec.forReplica(ctx, r.proxy, users.app); err != nil {
 		return fail(fmt.Errorf("identity: %w", err))
 	}
-	if err := proxyReadableToken(r.identity, capture.DefaultProxyUID, capture.DefaultProxyGID); err != nil {
+	if err := proxyReadableToken(r.identity, rules.ProxyUID, rules.ProxyGID); err != nil {
 		return fail(fmt.Errorf("identity: %w", err))
 	}
 	env = append(env, "SPIFFE_ENDPOINT_SOCKET=unix://"+r.identity.socket)
@@ -235,21 +254,13 @@ func (m *Mesh) startPod(ctx context.Context, cfg *model.Mesh, w *model.Workload,
 	if err != nil {
 		return fail(err)
 	}
-	uid, gid := strconv.Itoa(capture.DefaultProxyUID), strconv.Itoa(capture.DefaultProxyGID)
+	uid, gid := strconv.Itoa(rules.ProxyUID), strconv.Itoa(rules.ProxyGID)
 	proxyCmd := m.sidecarCommand(r, string(nodeJSON), logDir)
 	// The sidecar runs as the proxy uid, which cannot open files in the state dir:
 	// its access log is opened here and inherited as descriptor 3.
-	var extra []*os.File
-	for i, a := range proxyCmd {
-		if a == "--access-log" && i+1 < len(proxyCmd) && proxyCmd[i+1] != "-" {
-			f, err := openLog(proxyCmd[i+1])
-			if err != nil {
-				return fail(err)
-			}
-			r.files = append(r.files, f) // kept open for restarts, closed by stop
-			extra = append(extra, f)
-			proxyCmd[i+1] = "/dev/fd/3"
-		}
+	extra, err := r.inheritAccessLog(proxyCmd)
+	if err != nil {
+		return fail(err)
 	}
 	r.sidecar, err = supervisor.Start(ctx, supervisor.Spec{
 		Name:       r.proxy.ID + "/proxy",
@@ -273,7 +284,7 @@ func (m *Mesh) startPod(ctx context.Context, cfg *model.Mesh, w *model.Workload,
 	cmd := supervisor.ResolveCommand(supervisor.ExpandArgs(w.Command, userEnv), m.opts.Self)
 	r.app, err = supervisor.Start(ctx, supervisor.Spec{
 		Name:    r.proxy.ID,
-		Command: append([]string{m.opts.Self, "netns-exec", "--netns", pod.Netns, "--"}, cmd...),
+		Command: asUser(m.opts.Self, pod.Netns, users.app, cmd),
 		Env:     append(os.Environ(), env...),
 		Stdout:  appLog,
 		Stderr:  appLog,

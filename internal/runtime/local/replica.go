@@ -48,6 +48,8 @@ type replicaRun struct {
 	podPorts []int
 	files    []*os.File // inherited by the sidecar at every (re)start
 	identity *replicaIdentity
+	// users the sidecar and the app run as (users.go).
+	users replicaUsers
 }
 
 func (r *replicaRun) appPort() int { return r.port }
@@ -302,7 +304,8 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 		}
 	}
 	// The sidecar's bootstrap credential and the app's SPIFFE Workload API socket.
-	if r.identity, err = m.sec.forReplica(ctx, r.proxy); err != nil {
+	r.users = m.usersFor()
+	if r.identity, err = m.sec.forReplica(ctx, r.proxy, r.users.app); err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
 	started := false
@@ -311,6 +314,12 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 			r.stop() // revokes the credential, closes the socket, stops what started
 		}
 	}()
+	if r.users.sidecar >= 0 {
+		// Only the sidecar's user can read its credential (users.go).
+		if err := proxyReadableToken(r.identity, r.users.sidecar, r.users.sidecar); err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
+		}
+	}
 	env = append(env, "SPIFFE_ENDPOINT_SOCKET=unix://"+r.identity.socket)
 	userEnv := map[string]string{}
 	for _, kv := range env {
@@ -333,12 +342,20 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 	if err != nil {
 		return nil, err
 	}
+	proxyCmd := m.sidecarCommand(r, string(nodeJSON), logDir)
+	var extra []*os.File
+	if r.users.sidecar >= 0 {
+		if extra, err = r.inheritAccessLog(proxyCmd); err != nil {
+			return nil, err
+		}
+	}
 	r.sidecar, err = supervisor.Start(ctx, supervisor.Spec{
-		Name:    r.proxy.ID + "/proxy",
-		Command: m.sidecarCommand(r, string(nodeJSON), logDir),
-		Env:     os.Environ(),
-		Stdout:  sidecarLog,
-		Stderr:  sidecarLog,
+		Name:       r.proxy.ID + "/proxy",
+		Command:    asUser(m.opts.Self, "", r.users.sidecar, proxyCmd),
+		Env:        os.Environ(),
+		Stdout:     sidecarLog,
+		Stderr:     sidecarLog,
+		ExtraFiles: extra,
 	}, m.logger)
 	if err != nil {
 		return nil, fmt.Errorf("sidecar: %w", err)
@@ -355,7 +372,7 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 	cmd := supervisor.ResolveCommand(supervisor.ExpandArgs(w.Command, userEnv), m.opts.Self)
 	r.app, err = supervisor.Start(ctx, supervisor.Spec{
 		Name:    r.proxy.ID,
-		Command: cmd,
+		Command: asUser(m.opts.Self, "", r.users.app, cmd),
 		Env:     append(os.Environ(), env...),
 		Stdout:  appLog,
 		Stderr:  appLog,

@@ -105,8 +105,9 @@ type replicaIdentity struct {
 
 // forReplica issues the sidecar's bootstrap credential (bound to its identity and
 // proxy ID), writes it where only the sidecar is pointed, and starts the replica's
-// Workload API socket.
-func (s *security) forReplica(ctx context.Context, p model.Proxy) (*replicaIdentity, error) {
+// Workload API socket. With an app user (appUID >= 0, see users.go), the socket lives
+// in a folder of that user's and only that user (and the runtime) may connect.
+func (s *security) forReplica(ctx context.Context, p model.Proxy, appUID int) (*replicaIdentity, error) {
 	sa := p.ServiceAccount
 	if sa == "" {
 		sa = "default"
@@ -137,8 +138,19 @@ func (s *security) forReplica(ctx context.Context, p model.Proxy) (*replicaIdent
 		return nil, err
 	}
 	socket := s.socketPath(p.ID)
-	ln, err := workloadapi.Listen(socket)
+	socketDir := ""
+	if appUID >= 0 {
+		// The state dir is the runtime's alone: the app's user gets a folder of its own.
+		if socketDir, err = os.MkdirTemp("", "skein-wlapi-"); err != nil {
+			return nil, err
+		}
+		socket = filepath.Join(socketDir, "agent.sock")
+	}
+	ln, err := workloadapi.ListenFor(socket, appUID, appUID)
 	if err != nil {
+		if socketDir != "" {
+			os.RemoveAll(socketDir)
+		}
 		return nil, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
@@ -158,6 +170,9 @@ func (s *security) forReplica(ctx context.Context, p model.Proxy) (*replicaIdent
 		<-done
 		_ = os.RemoveAll(dir)
 		_ = os.Remove(socket)
+		if socketDir != "" {
+			_ = os.RemoveAll(socketDir)
+		}
 		s.mu.Lock()
 		delete(s.servers, p.ID)
 		delete(s.issued, p.ID)

@@ -88,6 +88,12 @@ func (m *Mesh) Status() api.Status {
 				ProxyPid:     r.sidecar.Pid(),
 				State:        "running",
 			}
+			if r.users.sidecar >= 0 {
+				ar.ProxyUID = r.users.sidecar
+			}
+			if r.users.app >= 0 {
+				ar.AppUID = r.users.app
+			}
 			for cp, p := range r.proxy.InboundPorts {
 				ar.InboundPorts[strconv.Itoa(cp)] = net.JoinHostPort(r.proxy.IP, strconv.Itoa(p))
 			}

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"skein.dev/skein/internal/api"
@@ -65,6 +66,9 @@ type Options struct {
 	ProxyArgs []string
 	// NoAccessLogs turns off the per-sidecar access log <state>/logs/<proxy>.access.log.
 	NoAccessLogs bool
+	// SharedUser runs every sidecar and app as skein up's user even as root (by
+	// default, root gives each replica's sidecar and app users of their own: users.go).
+	SharedUser bool
 	// Dashboard, when set, is served on an allocated loopback port (shown in status).
 	Dashboard func(ctx context.Context, ln net.Listener, b api.Backend) error
 }
@@ -93,6 +97,10 @@ type Mesh struct {
 	workloads    map[model.NamespacedName]*workloadRun
 	pushGen      int64
 	pushedHealth map[string]bool
+
+	// separateUsers: replicas run under users of their own (users.go).
+	separateUsers bool
+	userSeq       atomic.Int64
 }
 
 // ResolveIsolation picks the isolation mode. auto is netns when it can work here (root
@@ -148,13 +156,14 @@ func Run(ctx context.Context, opts Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	m := &Mesh{
-		opts:         opts,
-		logger:       opts.Logger,
-		shutdown:     cancel,
-		cfg:          cfg,
-		cfgGen:       1,
-		workloads:    map[model.NamespacedName]*workloadRun{},
-		pushedHealth: map[string]bool{},
+		separateUsers: !opts.SharedUser && separateUsersPossible(),
+		opts:          opts,
+		logger:        opts.Logger,
+		shutdown:      cancel,
+		cfg:           cfg,
+		cfgGen:        1,
+		workloads:     map[model.NamespacedName]*workloadRun{},
+		pushedHealth:  map[string]bool{},
 	}
 	if m.sec, err = newSecurity(opts, opts.Logger); err != nil {
 		return fmt.Errorf("certificate authority: %w", err)

@@ -126,7 +126,11 @@ func (b *builder) virtualOutbound() (*listener.Listener, error) {
 	var chains []*listener.FilterChain
 	var sniffed []int
 	for _, g := range b.portGroups() {
+		anyAddress := entryPortChain(g.tcp)
 		g.tcp, g.unknown = withVIP(g.tcp), withVIP(g.unknown)
+		if anyAddress != nil {
+			g.tcp = append(g.tcp, *anyAddress)
+		}
 		for _, sp := range g.tcp {
 			dests, err := b.tcpDestinations(sp)
 			if err != nil {
@@ -367,10 +371,12 @@ func (b *builder) captureRoutes() ([]types.Resource, error) {
 func (b *builder) captureDomains(sp servicePort) []string {
 	name, ns := sp.svc.Name, sp.svc.Namespace
 	hosts := []string{sp.host}
-	if b.proxy.Workload.Namespace == ns {
-		hosts = append(hosts, name)
+	if sp.svc.Entry == nil { // a ServiceEntry host has no short forms
+		if b.proxy.Workload.Namespace == ns {
+			hosts = append(hosts, name)
+		}
+		hosts = append(hosts, name+"."+ns, name+"."+ns+".svc")
 	}
-	hosts = append(hosts, name+"."+ns, name+"."+ns+".svc")
 	if sp.svc.VIP != "" {
 		hosts = append(hosts, sp.svc.VIP)
 	}
@@ -445,6 +451,12 @@ func (b *builder) dnsListener() *listener.Listener {
 		names := []string{s.Hostname(b.suffix), s.Name + "." + s.Namespace + ".svc", s.Name + "." + s.Namespace}
 		if s.Namespace == b.proxy.Workload.Namespace {
 			names = append(names, s.Name)
+		}
+		if s.Entry != nil {
+			if !s.Entry.ExportedTo(b.proxy.Workload.Namespace) {
+				continue
+			}
+			names = entryDNSNames(s)
 		}
 		for _, n := range names {
 			if seen[n] {

@@ -55,6 +55,7 @@ func (b *builder) outboundCluster(sp servicePort, subset string) *cluster.Cluste
 	if b.secure() {
 		key += "|tls"
 	}
+	key += b.entryClusterVariant(sp)
 	return shared(b, b.idx.clusters, key, func() *cluster.Cluster {
 		tp := b.trafficPolicyFor(sp, subset)
 		if h2Upgrade(tp, sp.port.Protocol) {
@@ -68,13 +69,30 @@ func (b *builder) outboundCluster(sp servicePort, subset string) *cluster.Cluste
 }
 
 func (b *builder) newOutboundCluster(sp servicePort, subset string) *cluster.Cluster {
-	return &cluster.Cluster{
+	c := &cluster.Cluster{
 		Name:                          OutboundClusterName(sp.port.Port, subset, sp.host),
 		ClusterDiscoveryType:          &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
 		EdsClusterConfig:              &cluster.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()},
 		ConnectTimeout:                durationpb.New(ConnectTimeout),
 		TypedExtensionProtocolOptions: b.outboundProtocolOptions(sp.port.Protocol),
 	}
+	if sp.svc.Entry != nil {
+		b.entryCluster(c, sp, subsetLabels(b.idx.rules[sp.host], subset))
+	}
+	return c
+}
+
+// subsetLabels are the labels of a DestinationRule subset; nil for no subset.
+func subsetLabels(dr *model.DestinationRule, subset string) map[string]string {
+	if dr == nil || subset == "" {
+		return nil
+	}
+	for _, ss := range dr.Subsets {
+		if ss.Name == subset {
+			return ss.Labels
+		}
+	}
+	return nil
 }
 
 // outboundProtocolOptions: a port without a declared protocol is sniffed in capture

@@ -17,6 +17,9 @@ import (
 func (b *builder) endpoints() []types.Resource {
 	var out []*endpoint.ClusterLoadAssignment
 	for _, sp := range b.ports {
+		if !entryEDS(sp.svc) {
+			continue // DNS and NONE ServiceEntry clusters carry no EDS (serviceentry.go)
+		}
 		out = append(out, b.loadAssignment(sp.cluster, sp, "", nil))
 		dr := b.idx.rules[sp.host]
 		if dr == nil {
@@ -42,6 +45,9 @@ func (b *builder) loadAssignment(name string, sp servicePort, subset string, sub
 }
 
 func (b *builder) newLoadAssignment(name string, sp servicePort, subsetLabels map[string]string, tp *model.TrafficPolicy) *endpoint.ClusterLoadAssignment {
+	if sp.svc.Entry != nil && len(sp.svc.Selector) == 0 {
+		return b.entryAssignment(name, sp, subsetLabels)
+	}
 	var eps []model.Endpoint
 	for _, i := range b.idx.candidates(sp.svc.Namespace, sp.svc.Selector) {
 		e := b.mesh.Endpoints[i]

@@ -106,6 +106,9 @@ func (b *builder) newVirtualHost(sp servicePort, domains []string) (*route.Virtu
 // for proxies in the service's namespace), name.ns and name.ns.svc, each with the port,
 // and without it when the port is 80 or the service's only HTTP port.
 func (b *builder) domains(sp servicePort) []string {
+	if sp.svc.Entry != nil {
+		return entryDomains(sp)
+	}
 	name, ns := sp.svc.Name, sp.svc.Namespace
 	hosts := []string{sp.host}
 	if b.proxy != nil && b.proxy.Workload.Namespace == ns {

@@ -84,6 +84,9 @@ func commonLB(c *cluster.Cluster) *cluster.Cluster_CommonLbConfig {
 // applyLoadBalancer: ROUND_ROBIN unless the policy says otherwise (skein's default,
 // where Istio now defaults to LEAST_REQUEST).
 func applyLoadBalancer(c *cluster.Cluster, tp *model.TrafficPolicy) {
+	if c.LbPolicy == cluster.Cluster_CLUSTER_PROVIDED {
+		return // ORIGINAL_DST (ServiceEntry resolution NONE): the connection decides, as in Istio
+	}
 	c.LbPolicy = cluster.Cluster_ROUND_ROBIN
 	if tp == nil || tp.LoadBalancer == nil {
 		return

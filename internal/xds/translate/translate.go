@@ -129,6 +129,7 @@ func newBuilder(idx *Index, proxy *model.Proxy) *builder {
 		allPorts:  idx.ports,
 	}
 	b.ports, b.inScope = b.scopePorts(b.allPorts)
+	b.ports = b.exported(b.ports)
 	return b
 }
 

@@ -1,0 +1,285 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startExternal runs a `skein echo` outside the mesh (no sidecar, not in the registry)
+// on a free loopback port, answering as workload name; extra args go to skein echo.
+func startExternal(t *testing.T, name string, args ...string) int {
+	t.Helper()
+	port := freePort(t)
+	cmd := exec.Command(skeinBin, append([]string{"echo", "--port", strconv.Itoa(port)}, args...)...)
+	cmd.Env = append(os.Environ(), "SKEIN_WORKLOAD="+name, "SKEIN_NAMESPACE=external")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+		if err == nil {
+			c.Close()
+			return port
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("external %s did not listen on %d: %v", name, port, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// edgeConfig is a mesh with one client and one mesh service, and ServiceEntries for
+// hosts served by echo processes outside the mesh. %[1]d is ext-a's port, %[2]d
+// ext-b's, %[3]d the external TCP echo's, %[4]d a port nobody listens on.
+const edgeConfig = `apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata: {name: client, labels: {app: client}}
+spec: {command: ["skein", "echo"]}
+---
+apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata: {name: web, labels: {app: web}}
+spec:
+  command: ["skein", "echo"]
+  ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 8080}]
+---
+# DNS resolution: the endpoint is a name the proxy resolves (localhost).
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  endpoints: [{address: localhost, ports: {http: %[1]d}}]
+---
+# STATIC resolution with labelled endpoints, subsets and a VirtualService.
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: pool}
+spec:
+  hosts: [pool.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints:
+  - {address: 127.0.0.1, ports: {http: %[1]d}, labels: {v: a}}
+  - {address: 127.0.0.1, ports: {http: %[2]d}, labels: {v: b}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: pool}
+spec:
+  host: pool.example.com
+  subsets:
+  - {name: a, labels: {v: a}}
+  - {name: b, labels: {v: b}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: pool}
+spec:
+  hosts: [pool.example.com]
+  http:
+  - match: [{headers: {x-pool: {exact: b}}}]
+    route: [{destination: {host: pool.example.com, subset: b}}]
+  - route:
+    - {destination: {host: pool.example.com, subset: a}, weight: 100}
+---
+# A VirtualService on one external host sending some requests to another.
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api}
+spec:
+  hosts: [api.example.com]
+  http:
+  - match: [{headers: {x-route: {exact: pool-b}}}]
+    route: [{destination: {host: pool.example.com, subset: b}}]
+  - route: [{destination: {host: api.example.com}}]
+---
+# DNS_ROUND_ROBIN: one name.
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: rr}
+spec:
+  hosts: [rr.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS_ROUND_ROBIN
+  endpoints: [{address: localhost, ports: {http: %[2]d}}]
+---
+# Opaque TCP to an external host, and one whose endpoint refuses connections.
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tcp}
+spec:
+  hosts: [tcp.example.com, tcp2.example.com]
+  ports: [{number: 9000, name: tcp, protocol: TCP}]
+  resolution: DNS
+  endpoints: [{address: localhost, ports: {tcp: %[3]d}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: dead}
+spec:
+  hosts: [refused.example.com]
+  ports: [{number: 9001, name: tcp-dead, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tcp-dead: %[4]d}}]
+---
+# exportTo ".": only proxies of namespace other see it.
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: hidden, namespace: other}
+spec:
+  hosts: [hidden.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  exportTo: ["."]
+  endpoints: [{address: 127.0.0.1, ports: {http: %[1]d}}]
+`
+
+// TestTrafficEdge: ServiceEntry hosts through real sidecars (isolation none: the
+// client's HTTP_PROXY and per-upstream ports), to echo processes outside the mesh.
+func TestTrafficEdge(t *testing.T) {
+	extA := startExternal(t, "ext-a")
+	extB := startExternal(t, "ext-b")
+	extTCP := startExternal(t, "ext-tcp", "--tcp-echo")
+	dead := freePort(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "mesh.yaml"), fmt.Sprintf(edgeConfig, extA, extB, extTCP, dead))
+	m := startMesh(t, dir)
+
+	httpCases := []struct {
+		name      string
+		url       string
+		headers   []string
+		status    int
+		backend   string // "" when no backend must answer
+		wantFlags string // response flag in the client sidecar's access log
+	}{
+		{name: "dns resolution", url: "http://api.example.com/", status: 200, backend: "ext-a"},
+		{name: "dns resolution, host with port", url: "http://api.example.com:80/x", status: 200, backend: "ext-a"},
+		{name: "static resolution, default subset", url: "http://pool.example.com/", status: 200, backend: "ext-a"},
+		{name: "static resolution, header to subset b", url: "http://pool.example.com/", headers: []string{"x-pool: b"}, status: 200, backend: "ext-b"},
+		{name: "virtual service from one entry to another", url: "http://api.example.com/", headers: []string{"x-route: pool-b"}, status: 200, backend: "ext-b"},
+		{name: "dns round robin", url: "http://rr.example.com/", status: 200, backend: "ext-b"},
+		{name: "mesh service next to entries", url: "http://web:8080/", status: 200, backend: "web"},
+		{name: "exportTo hides another namespace's entry", url: "http://hidden.example.com/", status: 404, wantFlags: "NR"},
+		{name: "unknown host", url: "http://unknown.example.com/", status: 404, wantFlags: "NR"},
+	}
+	for _, tc := range httpCases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{tc.url, "-n", "4"}
+			for _, h := range tc.headers {
+				args = append(args, "-H", h)
+			}
+			s := m.call("client", args...)
+			if s.Status[tc.status] != 4 {
+				t.Fatalf("%s: status %v, want 4 × %d (%v)", tc.url, s.Status, tc.status, s.FirstErrors)
+			}
+			if tc.backend != "" && s.Backends[tc.backend] != 4 {
+				t.Errorf("%s: backends %v, want 4 × %s", tc.url, s.Backends, tc.backend)
+			}
+			if tc.wantFlags != "" {
+				host := strings.TrimPrefix(strings.TrimSuffix(tc.url, "/"), "http://")
+				waitAccessLog(t, m, "client", func(l string) bool {
+					return strings.Contains(l, `"authority":"`+host+`"`) && strings.Contains(l, `"response_flags":"`+tc.wantFlags+`"`)
+				})
+			}
+		})
+	}
+
+	env := m.execEnv("client")
+	tcpCases := []struct {
+		name, envVar string
+		echo         bool
+		wantFlags    string
+	}{
+		{name: "tcp to a dns entry", envVar: "TCP_EXAMPLE_COM_SERVICE_PORT_TCP", echo: true},
+		{name: "second host of one entry", envVar: "TCP2_EXAMPLE_COM_SERVICE_PORT_TCP", echo: true},
+		{name: "connect failure is UF", envVar: "REFUSED_EXAMPLE_COM_SERVICE_PORT_TCP_DEAD", wantFlags: "UF"},
+	}
+	for _, tc := range tcpCases {
+		t.Run(tc.name, func(t *testing.T) {
+			port := env[tc.envVar]
+			if port == "" {
+				t.Fatalf("client env has no %s", tc.envVar)
+			}
+			c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", port), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			go func() {
+				_, _ = io.WriteString(c, "hello external")
+				_ = c.(*net.TCPConn).CloseWrite()
+			}()
+			got, _ := io.ReadAll(c)
+			if tc.echo && string(got) != "hello external" {
+				t.Errorf("echo through the sidecar: %q", got)
+			}
+			if !tc.echo && len(got) != 0 {
+				t.Errorf("a refused upstream answered %q", got)
+			}
+			if tc.wantFlags != "" {
+				waitAccessLog(t, m, "client", func(l string) bool {
+					return strings.Contains(l, `"response_flags":"`+tc.wantFlags+`"`) && strings.Contains(l, "refused.example.com")
+				})
+			}
+		})
+	}
+}
+
+// waitAccessLog waits until a line of the workload's first replica's sidecar access
+// log satisfies match.
+func waitAccessLog(t *testing.T, m *mesh, workload string, match func(string) bool) {
+	t.Helper()
+	path := filepath.Join(m.stateDir, "logs", workload+"-0.default.access.log")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(path)
+		for _, l := range strings.Split(string(data), "\n") {
+			if match(l) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no matching line in %s:\n%s", path, tail(string(data), 10))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
