@@ -202,6 +202,9 @@ func (f *Forwarder) ExplainConn(in ExplainInput) (*Explanation, error) {
 		default:
 			ce.Found = true
 			ce.LoadBalancer = lbName(c.LB)
+			if c.Policy.PeakEWMA != nil {
+				ce.LoadBalancer += " (skein peak EWMA)"
+			}
 			ce.ConnectTimeout = c.ConnectTimeout.String()
 			ce.Protocol = protocolName(c, r)
 			ce.Endpoints = append([]upstream.EndpointStatus{}, c.AllEndpoints()...)
