@@ -109,10 +109,14 @@ func configFindings(err error) []Finding {
 		if e.Field != "" {
 			msg = e.Field + ": " + msg
 		}
+		code, hint := CodeConfigError, "skein refuses this configuration; fix the field named"
+		if h, ok := codedHints[e.Code]; ok {
+			code, hint = e.Code, h
+		}
 		out = append(out, Finding{
-			Code: CodeConfigError, Severity: Error, Level: "Error",
+			Code: code, Severity: Error, Level: "Error",
 			Source: model.Source{File: e.File, Line: e.Line}, Kind: e.Kind, Object: e.Name,
-			Message: msg, Hint: "skein refuses this configuration; fix the field named",
+			Message: msg, Hint: hint,
 		})
 	}
 	return out

@@ -14,6 +14,8 @@ type Error struct {
 	// Kind and Name ("namespace/name") identify the object, when known.
 	Kind, Name string
 	Msg        string
+	// Code is the `skein analyze` code of the problem when it has one (strict.Issue.Code).
+	Code string
 }
 
 // Error formats as "file.yaml:12:5: VirtualService default/catalog: spec.http[0].route[1].weight: msg",

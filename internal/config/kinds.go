@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -32,9 +33,10 @@ const (
 	kindRequestAuthentication = "RequestAuthentication"
 	kindSidecar               = "Sidecar"
 	kindServiceEntry          = "ServiceEntry"
+	kindTelemetry             = "Telemetry"
 )
 
-const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, ServiceEntry and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication"
+const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, ServiceEntry and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication, telemetry.istio.io/v1 or v1alpha1 Telemetry"
 
 // kind says how one kind of object is checked, decoded, translated and cross-checked.
 type kind struct {
@@ -54,6 +56,8 @@ var istioVersions = []string{"networking.istio.io/v1", "networking.istio.io/v1be
 var peerAuthenticationVersions = []string{"security.istio.io/v1", "security.istio.io/v1beta1"}
 
 var securityVersions = peerAuthenticationVersions
+
+var telemetryVersions = []string{"telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"}
 
 // kinds returns the table of accepted kinds. A function, not a package variable, so
 // there is no mutable package state.
@@ -133,6 +137,19 @@ func kinds() []kind {
 				}
 				pa, issues := istio.PeerAuthentication(nn, &spec)
 				return pa, &spec, issues
+			},
+		},
+		{
+			name: kindTelemetry, apiVersions: telemetryVersions,
+			checkType:  reflect.TypeFor[istioObject[telemetry.Telemetry]](),
+			allowField: istio.AllowField,
+			build: func(data []byte, nn model.NamespacedName, _ string) (any, any, []strict.Issue) {
+				var spec telemetry.Telemetry
+				if issues := decodeIstio(data, &spec); issues != nil {
+					return nil, nil, issues
+				}
+				t, issues := istio.Telemetry(nn, &spec)
+				return t, &spec, issues
 			},
 		},
 		{

@@ -128,7 +128,7 @@ func (l *loader) report(o *object, issues []strict.Issue) {
 			p := o.pos.Lookup(is.Path)
 			is.Line, is.Column = p.Line, p.Column
 		}
-		l.errs = append(l.errs, &Error{File: o.src.File, Line: is.Line, Column: is.Column, Field: is.Path, Kind: o.kind, Name: o.name(), Msg: is.Msg})
+		l.errs = append(l.errs, &Error{File: o.src.File, Line: is.Line, Column: is.Column, Field: is.Path, Kind: o.kind, Name: o.name(), Msg: is.Msg, Code: is.Code})
 	}
 	if len(issues) > 0 {
 		o.failed = true
@@ -392,6 +392,9 @@ func (l *loader) finish() (*model.Mesh, error) {
 		case *model.PeerAuthentication:
 			v.Source = o.src
 			mesh.PeerAuthentications = append(mesh.PeerAuthentications, v)
+		case *model.Telemetry:
+			v.Source = o.src
+			mesh.Telemetries = append(mesh.Telemetries, v)
 		}
 	}
 	resolveEntryHosts(mesh, cat)

@@ -74,6 +74,8 @@ type Mesh struct {
 	PeerAuthentications []*PeerAuthentication `json:"PeerAuthentications,omitempty"`
 	// RootNamespace is Istio's meshConfig.rootNamespace; DefaultRootNamespace when empty.
 	RootNamespace string `json:"RootNamespace,omitempty"`
+	// Telemetries are Istio Telemetry objects (telemetry.go).
+	Telemetries []*Telemetry `json:"Telemetries,omitempty"`
 	// Security is the CA's trust domain and bundle; nil means no CA and no mTLS.
 	Security *Security `json:"Security,omitempty"`
 	// AuthorizationPolicies and RequestAuthentications (authz.go).

@@ -2,6 +2,7 @@ package security
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -15,6 +16,9 @@ type check struct {
 	req   request
 	want  int // HTTP status; TCP: allowed or denied
 	audit bool
+	// viaMTLS, when set, is the answer through the sleep sidecar over mTLS
+	// (TestAuthorizationTableThroughSidecars), where it differs from plaintext's.
+	viaMTLS int
 }
 
 const (
@@ -145,7 +149,7 @@ var authzTable = []group{
 		{name: "tcp denied", tcp: true, want: denied},
 	}},
 	{name: "when connection.sni needs TLS", policies: allowPolicy("sni", "  rules: [{when: [{key: connection.sni, values: [\"*\"]}]}]"), checks: []check{
-		{name: "plaintext has no sni", want: denied},
+		{name: "plaintext has no sni", want: denied, viaMTLS: allowed}, // the caller's sidecar sends SNI
 	}},
 	{name: "L7-only ALLOW rule is dropped on TCP", policies: allowPolicy("get-only", "  rules: [{to: [{operation: {methods: [GET]}}]}]"), checks: []check{
 		{name: "http GET allowed", want: allowed},
@@ -172,11 +176,11 @@ var authzTable = []group{
 		{name: "denied", want: denied},
 	}},
 	{name: "principals need mTLS", policies: allowPolicy("principals", "  rules: [{from: [{source: {principals: [\"cluster.local/ns/default/sa/sleep\"]}}]}]"), checks: []check{
-		{name: "plaintext denied", want: denied},
-		{name: "tcp plaintext denied", tcp: true, want: denied},
+		{name: "plaintext denied", want: denied, viaMTLS: allowed}, // sleep is the principal
+		{name: "tcp plaintext denied", tcp: true, want: denied, viaMTLS: allowed},
 	}},
 	{name: "notPrincipals deny plaintext", policies: allowPolicy("deny-not-principal", "  action: DENY\n  rules: [{from: [{source: {notPrincipals: [\"cluster.local/ns/default/sa/sleep\"]}}]}]"), checks: []check{
-		{name: "plaintext denied", want: denied},
+		{name: "plaintext denied", want: denied, viaMTLS: allowed}, // sleep is not "not sleep"
 	}},
 	{name: "namespaces need mTLS", policies: allowPolicy("ns", "  rules: [{from: [{source: {namespaces: [foo]}}]}]"), checks: []check{
 		{name: "plaintext denied", want: denied},
@@ -241,6 +245,63 @@ func TestAuthorizationTable(t *testing.T) {
 		t.Errorf("table has %d cases, want at least 40", total)
 	}
 	t.Logf("%d authorization cases", total)
+}
+
+// TestAuthorizationTableThroughSidecars runs the same table as a mesh call: the test
+// calls the sleep workload's sidecar (default/sleep), which reaches httpbin's sidecar
+// over mutual TLS with a certificate from the CA (CSR with a bootstrap credential),
+// as `skein up` wires them; all three proxies are configured over xDS by the control
+// plane. Requests naming another host are left out: the caller's sidecar routes by
+// host, so they never reach httpbin (as in Istio). A few answers differ from the
+// plaintext pass because the caller now has an identity; those checks say so.
+func TestAuthorizationTableThroughSidecars(t *testing.T) {
+	m := newMTLSEnv(t)
+	base := "http://127.0.0.1:" + strconv.Itoa(m.clients["sleep"].UpstreamPorts["httpbin.foo.svc.cluster.local:8000"])
+	total := 0
+	for _, g := range authzTable {
+		t.Run(g.name, func(t *testing.T) {
+			m.t = t
+			m.apply(clientsConfig + "\n---\n" + g.policies)
+			for _, c := range g.checks {
+				if c.req.host != "" {
+					continue
+				}
+				want := c.want
+				if c.viaMTLS != 0 {
+					want = c.viaMTLS
+				}
+				total++
+				t.Run(c.name, func(t *testing.T) {
+					m.t = t
+					if c.tcp {
+						if got := m.tcpVia("sleep"); got != (want == allowed) {
+							t.Errorf("tcp through sleep's sidecar allowed = %v, want %v", got, want == allowed)
+						}
+						return
+					}
+					before := m.metric("skein_rbac_decisions_total", map[string]string{"result": "logged"})
+					req := c.req
+					req.host = "httpbin.foo.svc.cluster.local:8000"
+					code, body := m.send(base, req)
+					if code != want {
+						t.Errorf("%s %s through sleep's sidecar: status %d, want %d (body %q)", c.req.method, c.req.path, code, want, body)
+					}
+					if want == denied && body != "RBAC: access denied" {
+						t.Errorf("body = %q, want %q", body, "RBAC: access denied")
+					}
+					after := m.metric("skein_rbac_decisions_total", map[string]string{"result": "logged"})
+					if c.audit != (after > before) {
+						t.Errorf("audited = %v, want %v", after > before, c.audit)
+					}
+				})
+			}
+		})
+	}
+	m.t = t
+	if total < 40 {
+		t.Errorf("%d cases through sidecars, want at least 40", total)
+	}
+	t.Logf("%d authorization cases through two sidecars over mTLS", total)
 }
 
 // TestBadPolicyKeepsPreviousOne: a policy the loader rejects names file, line and

@@ -1,7 +1,10 @@
 // Package security runs AuthorizationPolicy and RequestAuthentication through the real
 // pipeline: YAML → config loader → model → translator → go-control-plane xDS server on
-// 127.0.0.1 → the skein proxy (proxy.Run, in-process) → real HTTP requests and TCP
-// connections to its inbound listeners, forwarded to real backends.
+// 127.0.0.1 → the skein proxy (proxy.Run, in-process: the same code `skein proxy`
+// runs) → real HTTP requests and TCP connections to its inbound listeners, forwarded
+// to real backends. The authorization table runs twice: plaintext straight to
+// httpbin's sidecar, and as a mesh call from the sleep workload's sidecar over mutual
+// TLS (certificates from the CA by CSR, as in `skein up`).
 package security
 
 import (
@@ -272,6 +275,13 @@ var client = &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAliv
 
 func (e *env) do(r request) (int, string) {
 	e.t.Helper()
+	return e.send("http://"+e.httpAddr, r)
+}
+
+// send makes a request to base (an inbound listener, or a client sidecar's upstream
+// port); it returns the status and body.
+func (e *env) send(base string, r request) (int, string) {
+	e.t.Helper()
 	method := r.method
 	if method == "" {
 		method = http.MethodGet
@@ -280,7 +290,7 @@ func (e *env) do(r request) (int, string) {
 	if path == "" {
 		path = "/"
 	}
-	req, err := http.NewRequest(method, "http://"+e.httpAddr+path, nil)
+	req, err := http.NewRequest(method, base+path, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -60,14 +60,34 @@ func VirtualServiceReferences(ns string, spec *networking.VirtualService, cat *C
 func DestinationRuleReferences(ns string, spec *networking.DestinationRule, cat *Catalog) []strict.Issue {
 	var is issues
 	if h := spec.GetHost(); h != "" && h[0] != '*' {
+		before := len(is)
 		if svc := cat.service(h, ResolveHost(h, ns, cat.Suffix), "spec.host", &is); svc != nil {
 			portLevelReferences(spec, svc, &is)
+		}
+		for i := before; i < len(is); i++ {
+			if is[i].Code == CodeUnknownHost {
+				is[i].Code = CodeRuleNoService
+			}
 		}
 	}
 	return is
 }
 
 // service finds the Service of a resolved host; written is the host as the user wrote it.
+// Codes of reference problems, as `skein analyze` reports them (internal/analyze).
+const (
+	CodeUnknownSubset = "SK0201"
+	CodeUnknownHost   = "SK0202"
+	CodeWeightSum     = "SK0204"
+	CodeRuleNoService = "SK0206"
+)
+
+// addCode is is.add with an analysis code.
+func (is *issues) addCode(code, path, format string, args ...any) {
+	is.add(path, format, args...)
+	(*is)[len(*is)-1].Code = code
+}
+
 func (c *Catalog) service(written, host, path string, is *issues) *model.Service {
 	if s := c.Services[host]; s != nil {
 		return s
@@ -79,11 +99,11 @@ func (c *Catalog) service(written, host, path string, is *issues) *model.Service
 	case c.UncheckedServices[written]:
 	case c.UncheckedServices[host]:
 	case !inCluster(host, c.Suffix):
-		is.add(path, "host %q is neither a Service nor a ServiceEntry host: declare it with a ServiceEntry", written)
+		is.addCode(CodeUnknownHost, path, "host %q is neither a Service nor a ServiceEntry host: declare it with a ServiceEntry", written)
 	case written != host:
-		is.add(path, "host %q (%s) is not a known Service", written, host)
+		is.addCode(CodeUnknownHost, path, "host %q (%s) is not a known Service", written, host)
 	default:
-		is.add(path, "host %q is not a known Service", host)
+		is.addCode(CodeUnknownHost, path, "host %q is not a known Service", host)
 	}
 	return nil
 }
@@ -106,11 +126,11 @@ func (c *Catalog) destination(d *networking.Destination, ns, path string, is *is
 		subsets, ok := c.Subsets[host]
 		switch {
 		case !ok:
-			is.add(strict.Field(path, "subset"), "subset %q: no DestinationRule defines subsets for host %q", sub, host)
+			is.addCode(CodeUnknownSubset, strict.Field(path, "subset"), "subset %q: no DestinationRule defines subsets for host %q", sub, host)
 		case len(subsets) == 0:
-			is.add(strict.Field(path, "subset"), "subset %q: the DestinationRule for host %q defines no subsets", sub, host)
+			is.addCode(CodeUnknownSubset, strict.Field(path, "subset"), "subset %q: the DestinationRule for host %q defines no subsets", sub, host)
 		case !slices.Contains(subsets, sub):
-			is.add(strict.Field(path, "subset"), "subset %q is not defined in the DestinationRule for host %q (defined: %s)", sub, host, strings.Join(subsets, ", "))
+			is.addCode(CodeUnknownSubset, strict.Field(path, "subset"), "subset %q is not defined in the DestinationRule for host %q (defined: %s)", sub, host, strings.Join(subsets, ", "))
 		}
 	}
 }

@@ -159,7 +159,7 @@ func resolveWeights(w []int32, path string, is *issues) []int {
 		sum += int(v)
 	}
 	if valid && len(w) > 1 && sum != 100 {
-		is.add(path, "weights of the %d destinations add up to %d, they must add up to 100 (an unset weight is 0)", len(w), sum)
+		is.addCode(CodeWeightSum, path, "weights of the %d destinations add up to %d, they must add up to 100 (an unset weight is 0)", len(w), sum)
 	}
 	return out
 }

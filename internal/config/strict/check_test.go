@@ -30,19 +30,19 @@ func TestCheckGoType(t *testing.T) {
 		{"valid", "name: a\ncount: 3\nport: http\ntags: {a: b}\nlist: [{n: 255}]\nflag: true\n", nil},
 		{"null leaves unset", "name: null\ncount:\n", nil},
 		{"wrong types", "name: 1\ncount: x\nport: [1]\ntags: {a: 1}\nlist: {}\nflag: yes\n", []Issue{
-			{1, 7, "name", `expected a string, got integer 1 (quote it: "1")`},
-			{2, 8, "count", `expected an integer, got string "x"`},
-			{3, 7, "port", "expected a port number or name, got a list"},
-			{4, 11, "tags.a", `expected a string, got integer 1 (quote it: "1")`},
-			{5, 7, "list", "expected a list, got a mapping"},
-			{6, 7, "flag", `expected true or false, got string "yes"`},
+			{Line: 1, Column: 7, Path: "name", Msg: `expected a string, got integer 1 (quote it: "1")`},
+			{Line: 2, Column: 8, Path: "count", Msg: `expected an integer, got string "x"`},
+			{Line: 3, Column: 7, Path: "port", Msg: "expected a port number or name, got a list"},
+			{Line: 4, Column: 11, Path: "tags.a", Msg: `expected a string, got integer 1 (quote it: "1")`},
+			{Line: 5, Column: 7, Path: "list", Msg: "expected a list, got a mapping"},
+			{Line: 6, Column: 7, Path: "flag", Msg: `expected true or false, got string "yes"`},
 		}},
 		{"range", "count: 3000000000\nlist: [{n: 256}, {n: -1}]\n", []Issue{
-			{1, 8, "count", "integer 3000000000 out of range [-2147483648, 2147483647]"},
-			{2, 12, "list[0].n", "integer 256 out of range [0, 255]"},
-			{2, 22, "list[1].n", "integer -1 out of range [0, 255]"},
+			{Line: 1, Column: 8, Path: "count", Msg: "integer 3000000000 out of range [-2147483648, 2147483647]"},
+			{Line: 2, Column: 12, Path: "list[0].n", Msg: "integer 256 out of range [0, 255]"},
+			{Line: 2, Column: 22, Path: "list[1].n", Msg: "integer -1 out of range [0, 255]"},
 		}},
-		{"unknown", "nmae: a\n", []Issue{{1, 1, "nmae", `unknown field "nmae" (did you mean "name"?)`}}},
+		{"unknown", "nmae: a\n", []Issue{{Line: 1, Column: 1, Path: "nmae", Msg: `unknown field "nmae" (did you mean "name"?)`}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,6 +20,9 @@ type Issue struct {
 	// Path is the field path, e.g. spec.http[0].route[1].weight; empty for the document.
 	Path string
 	Msg  string
+	// Code, when set, is the `skein analyze` code of this kind of mistake (SKnnnn),
+	// for the reference and semantic checks a tool reports under their own codes.
+	Code string
 }
 
 func (i Issue) String() string {

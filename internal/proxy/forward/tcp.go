@@ -42,6 +42,9 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener, chain
 			state = &st
 		}
 		info.Security, info.DownstreamPrincipal = downstreamSecurity(ctx, state)
+		// TCP has no headers to exchange metadata in: the caller's verified SPIFFE ID
+		// still names its namespace.
+		info.DownstreamPeer = tel.Peers.FromPrincipal(info.DownstreamPrincipal)
 	} else {
 		info.DownstreamPeer = tel.Local
 	}
@@ -49,8 +52,20 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener, chain
 	if l.Direction == streaminfo.Outbound {
 		info.Service = tel.Services.ForCluster(info.Cluster)
 	}
-	tel.OpenTCP(info)
+	// An outbound connection is counted as opened once the upstream's identity is
+	// known (after the mTLS handshake), so opened and closed carry the same labels.
+	opened := false
+	open := func() {
+		if !opened {
+			opened = true
+			tel.OpenTCP(info)
+		}
+	}
+	if l.Direction == streaminfo.Inbound {
+		open()
+	}
 	defer func() {
+		open()
 		info.Duration = time.Since(info.Start)
 		tel.CloseTCP(info)
 	}()
@@ -96,6 +111,13 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener, chain
 		return
 	}
 	defer up.Close()
+	if tc, ok := up.(interface{ ConnectionState() tls.ConnectionState }); ok && l.Direction == streaminfo.Outbound {
+		cs := tc.ConnectionState()
+		if _, info.UpstreamPrincipal = securityOf(&cs); info.UpstreamPrincipal != "" {
+			info.UpstreamPeer = tel.Peers.FromPrincipal(info.UpstreamPrincipal)
+		}
+	}
+	open()
 	if ep != nil {
 		info.UpstreamHost = ep.Address
 		done := ep.Begin()

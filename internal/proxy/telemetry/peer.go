@@ -59,12 +59,33 @@ func (ps *Peers) Decode(v string) *streaminfo.Peer {
 	if v == "" {
 		return nil
 	}
+	return ps.intern(v, func() *streaminfo.Peer { return decodePeer(v) })
+}
+
+// FromPrincipal is the peer a verified SPIFFE ID tells of when no metadata was
+// exchanged (TCP): its namespace, from spiffe://<td>/ns/<ns>/sa/<sa>; the workload,
+// app and version stay unknown (a service account may run several workloads). nil
+// for an empty or non-Istio-shaped ID.
+func (ps *Peers) FromPrincipal(id string) *streaminfo.Peer {
+	rest, ok := strings.CutPrefix(id, "spiffe://")
+	if !ok {
+		return nil
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 5 || parts[1] != "ns" || parts[3] != "sa" || parts[2] == "" {
+		return nil
+	}
+	// The key cannot collide with a header value: base64 has no ':'.
+	return ps.intern("spiffe:"+parts[2], func() *streaminfo.Peer { return &streaminfo.Peer{Namespace: parts[2]} })
+}
+
+func (ps *Peers) intern(v string, build func() *streaminfo.Peer) *streaminfo.Peer {
 	if m := ps.cache.Load(); m != nil {
 		if p, ok := (*m)[v]; ok {
 			return p
 		}
 	}
-	p := decodePeer(v)
+	p := build()
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	old := ps.cache.Load()

@@ -166,6 +166,7 @@ func (m *Mesh) startPod(ctx context.Context, cfg *model.Mesh, w *model.Workload,
 	// The sidecar's user: the capture rules exempt its traffic by owner. With separate
 	// users every pod's sidecar has a user of its own (no sidecar can read another's
 	// credential); otherwise Istio's 1337.
+	r.telemetry = cfg.TelemetryFor(w.NamespacedName, w.Labels)
 	users := m.usersFor()
 	if users.sidecar >= 0 && rules.ProxyUID == capture.DefaultProxyUID && rules.ProxyGID == capture.DefaultProxyGID {
 		rules.ProxyUID, rules.ProxyGID = users.sidecar, users.sidecar

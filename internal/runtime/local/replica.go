@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -50,6 +51,8 @@ type replicaRun struct {
 	identity *replicaIdentity
 	// users the sidecar and the app run as (users.go).
 	users replicaUsers
+	// telemetry is the Telemetry (Istio kind) in effect for the sidecar's flags.
+	telemetry model.EffectiveTelemetry
 }
 
 func (r *replicaRun) appPort() int { return r.port }
@@ -112,11 +115,18 @@ func (r *replicaRun) probe(ctx context.Context) bool {
 	return true
 }
 
-func specKey(w *model.Workload) string {
+// specKey is what a workload's replicas are started from: its spec and the Telemetry
+// that applies to it (the sidecar's flags), so a change of either restarts them.
+func specKey(cfg *model.Mesh, w *model.Workload) string {
 	c := *w
 	c.Source = model.Source{}
 	c.Replicas = 0
-	b, _ := json.Marshal(c)
+	tel := cfg.TelemetryFor(w.NamespacedName, w.Labels)
+	tel.Sources = nil
+	b, _ := json.Marshal(struct {
+		Spec      model.Workload
+		Telemetry model.EffectiveTelemetry
+	}{c, tel})
 	return string(b)
 }
 
@@ -131,7 +141,7 @@ func (m *Mesh) reconcile(ctx context.Context) {
 	var stop []*replicaRun
 	for key, run := range m.workloads {
 		w, ok := want[key]
-		if !ok || specKey(w) != run.specKey {
+		if !ok || specKey(cfg, w) != run.specKey {
 			stop = append(stop, run.replicas...)
 			delete(m.workloads, key)
 			continue
@@ -150,7 +160,7 @@ func (m *Mesh) reconcile(ctx context.Context) {
 	for _, w := range cfg.Workloads {
 		run, ok := m.workloads[w.NamespacedName]
 		if !ok {
-			run = &workloadRun{spec: w, specKey: specKey(w)}
+			run = &workloadRun{spec: w, specKey: specKey(cfg, w)}
 			m.workloads[w.NamespacedName] = run
 		}
 		for i := len(run.replicas); i < w.Replicas; i++ {
@@ -305,6 +315,7 @@ func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workl
 	}
 	// The sidecar's bootstrap credential and the app's SPIFFE Workload API socket.
 	r.users = m.usersFor()
+	r.telemetry = cfg.TelemetryFor(w.NamespacedName, w.Labels)
 	if r.identity, err = m.sec.forReplica(ctx, r.proxy, r.users.app); err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
@@ -430,9 +441,23 @@ func (m *Mesh) sidecarCommand(r *replicaRun, nodeJSON, logDir string) []string {
 		"--metrics-address", r.metricsAddr(),
 		"--ca-token-file", r.identity.tokenFile,
 		"--trust-domain", m.sec.ca.TrustDomain().Name()}
-	if !m.opts.NoAccessLogs {
+	if !m.opts.NoAccessLogs && !r.telemetry.AccessLogDisabled {
 		r.accessLog = filepath.Join(logDir, r.proxy.ID+".access.log")
 		cmd = append(cmd, "--access-log", r.accessLog)
 	}
-	return append(cmd, m.opts.ProxyArgs...)
+	cmd = append(cmd, m.opts.ProxyArgs...)
+	return append(cmd, telemetryArgs(r.telemetry, m.opts.ProxyArgs)...)
+}
+
+// telemetryArgs are the sidecar flags of the Telemetry in effect, after skein up's own
+// (a later --tracing-sampling wins; --metrics-drop-labels add up).
+func telemetryArgs(t model.EffectiveTelemetry, base []string) []string {
+	var out []string
+	if t.SamplingPercent != nil && slices.Contains(base, "--tracing-exporter") {
+		out = append(out, "--tracing-sampling", strconv.FormatFloat(*t.SamplingPercent, 'f', -1, 64))
+	}
+	if len(t.DropLabels) > 0 {
+		out = append(out, "--metrics-drop-labels", strings.Join(t.DropLabels, ","))
+	}
+	return out
 }
