@@ -110,7 +110,11 @@ func TestIdleTimeout(t *testing.T) {
 // x-envoy-overloaded while the first is in flight.
 func TestOverflowAnswers503UO(t *testing.T) {
 	release := make(chan struct{})
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	started := make(chan struct{}, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+	}))
 	defer backend.Close()
 	url := frontFor(t, resource.ClusterPolicy{Thresholds: &resource.Thresholds{MaxConnections: 10, MaxPendingRequests: 10, MaxRequests: 1, MaxRetries: 3}}, resource.LBRoundRobin, nil, backend.URL)
 	done := make(chan int)
@@ -123,14 +127,8 @@ func TestOverflowAnswers503UO(t *testing.T) {
 		resp.Body.Close()
 		done <- resp.StatusCode
 	}()
-	var resp *http.Response
-	for range 100 { // until the first request is in flight
-		resp, _ = getBody(t, url+"/")
-		if resp.StatusCode == 503 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	<-started // the first request is in flight at the backend
+	resp, _ := getBody(t, url+"/")
 	close(release)
 	if resp.StatusCode != 503 || resp.Header.Get("X-Envoy-Overloaded") != "true" {
 		t.Fatalf("second request: %d %v, want 503 with x-envoy-overloaded", resp.StatusCode, resp.Header)
