@@ -33,10 +33,22 @@ func resolveEntryHosts(mesh *model.Mesh, cat *istio.Catalog) {
 				d := &vs.HTTP[i].Destinations[j]
 				d.Host = fix(d.Host)
 			}
+			for j := range vs.HTTP[i].Mirrors {
+				d := &vs.HTTP[i].Mirrors[j].Destination
+				d.Host = fix(d.Host)
+			}
 		}
 		for i := range vs.TCP {
 			for j := range vs.TCP[i].Destinations {
 				d := &vs.TCP[i].Destinations[j]
+				d.Host = fix(d.Host)
+			}
+		}
+	}
+	for _, vs := range mesh.VirtualServices {
+		for i := range vs.TLS {
+			for j := range vs.TLS[i].Destinations {
+				d := &vs.TLS[i].Destinations[j]
 				d.Host = fix(d.Host)
 			}
 		}

@@ -292,7 +292,7 @@ func newTrafficClient(t *testing.T, m *mesh) *trafficClient {
 	return tc
 }
 
-type answer struct {
+type tcAnswer struct {
 	status  int
 	backend string
 	proto   string
@@ -300,7 +300,7 @@ type answer struct {
 	body    string
 }
 
-func (tc *trafficClient) get(t *testing.T, target string, header ...string) answer {
+func (tc *trafficClient) get(t *testing.T, target string, header ...string) tcAnswer {
 	t.Helper()
 	a, err := tc.do(target, header...)
 	if err != nil {
@@ -310,21 +310,21 @@ func (tc *trafficClient) get(t *testing.T, target string, header ...string) answ
 }
 
 // do is get for other goroutines: it returns the error instead of failing the test.
-func (tc *trafficClient) do(target string, header ...string) (answer, error) {
+func (tc *trafficClient) do(target string, header ...string) (tcAnswer, error) {
 	req, err := http.NewRequest("GET", target, nil)
 	if err != nil {
-		return answer{}, err
+		return tcAnswer{}, err
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := tc.http.Do(req)
 	if err != nil {
-		return answer{}, fmt.Errorf("GET %s: %w", target, err)
+		return tcAnswer{}, fmt.Errorf("GET %s: %w", target, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, header: resp.Header, body: string(body)}
+	a := tcAnswer{status: resp.StatusCode, header: resp.Header, body: string(body)}
 	var echo struct {
 		Workload string `json:"workload"`
 		Proto    string `json:"proto"`
@@ -398,9 +398,9 @@ func (tc *trafficClient) sticky(t *testing.T, n int, target string, header ...st
 }
 
 // concurrent sends n requests at once and returns every answer.
-func (tc *trafficClient) concurrent(t *testing.T, n int, target string) []answer {
+func (tc *trafficClient) concurrent(t *testing.T, n int, target string) []tcAnswer {
 	t.Helper()
-	out := make([]answer, n)
+	out := make([]tcAnswer, n)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {

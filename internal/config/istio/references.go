@@ -23,14 +23,22 @@ type Catalog struct {
 	// that failed to load: references to them are not reported again, since their own
 	// errors already are.
 	UncheckedServices, UncheckedSubsets map[string]bool
+	// VirtualServices by "namespace/name": root, delegate or failed (delegate.go).
+	VirtualServices map[string]string
 }
 
 // VirtualServiceReferences checks that hosts, destinations, subsets and ports of a
 // VirtualService in namespace ns exist.
 func VirtualServiceReferences(ns string, spec *networking.VirtualService, cat *Catalog) []strict.Issue {
 	var is issues
+	mesh := len(spec.GetGateways()) == 0
+	for _, g := range spec.GetGateways() {
+		mesh = mesh || g == "mesh"
+	}
 	for i, h := range spec.GetHosts() {
-		if h != "" && h[0] != '*' {
+		// A host served only by gateways is a name clients use (shop.example.com), not
+		// a Service.
+		if mesh && h != "" && h[0] != '*' {
 			cat.service(h, ResolveHost(h, ns, cat.Suffix), strict.Index("spec.hosts", i), &is)
 		}
 	}
@@ -53,6 +61,13 @@ func VirtualServiceReferences(ns string, spec *networking.VirtualService, cat *C
 			cat.destination(d.GetDestination(), ns, strict.Field(path, "destination"), &is)
 		}
 	}
+	for i, r := range spec.GetTls() {
+		for j, d := range r.GetRoute() {
+			path := strict.Index(strict.Field(strict.Index("spec.tls", i), "route"), j)
+			cat.destination(d.GetDestination(), ns, strict.Field(path, "destination"), &is)
+		}
+	}
+	delegateReferences(ns, spec, cat, &is)
 	return is
 }
 

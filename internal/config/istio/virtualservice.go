@@ -23,33 +23,42 @@ func (is *issues) add(path, format string, args ...any) {
 func VirtualService(nn model.NamespacedName, spec *networking.VirtualService, suffix string) (*model.VirtualService, []strict.Issue) {
 	var is issues
 	out := &model.VirtualService{NamespacedName: nn}
-	if len(spec.GetHosts()) == 0 {
-		is.add("spec.hosts", "at least one host is required")
+	delegate := len(spec.GetHosts()) == 0 // a delegate VirtualService (see delegate.go)
+	if delegate {
+		checkDelegate(spec, &is)
+	}
+	mesh := len(spec.GetGateways()) == 0
+	for i, g := range spec.GetGateways() {
+		if g == "" {
+			is.add(strict.Index("spec.gateways", i), "gateway name must not be empty")
+		}
+		ref := GatewayRef(g, nn.Namespace)
+		mesh = mesh || ref == "mesh"
+		out.Gateways = append(out.Gateways, ref)
 	}
 	for i, h := range spec.GetHosts() {
 		path := strict.Index("spec.hosts", i)
 		switch {
 		case h == "":
 			is.add(path, "host must not be empty")
-		case h == "*" || h[0] == '*':
-			is.add(path, "wildcard host %q is not supported yet by skein", h)
+		case (h == "*" || h[0] == '*') && mesh:
+			// Gateways match wildcard hosts against their servers' hosts; sidecars
+			// route by service, where skein does not take wildcards yet.
+			is.add(path, "wildcard host %q is not supported yet by skein for the mesh (only on gateways)", h)
 		}
 		out.Hosts = append(out.Hosts, ResolveHost(h, nn.Namespace, suffix))
 	}
-	for i, g := range spec.GetGateways() {
-		if g != "mesh" {
-			is.add(strict.Index("spec.gateways", i), "gateway %q is not supported yet by skein (only \"mesh\")", g)
-		}
-		out.Gateways = append(out.Gateways, g)
-	}
-	if len(spec.GetHttp()) == 0 && len(spec.GetTcp()) == 0 {
-		is.add("spec", "at least one http or tcp route is required")
+	if len(spec.GetHttp()) == 0 && len(spec.GetTcp()) == 0 && len(spec.GetTls()) == 0 {
+		is.add("spec", "at least one http, tcp or tls route is required")
 	}
 	for i, r := range spec.GetHttp() {
 		out.HTTP = append(out.HTTP, httpRoute(r, strict.Index("spec.http", i), nn.Namespace, suffix, &is))
 	}
 	for i, r := range spec.GetTcp() {
 		out.TCP = append(out.TCP, tcpRoutes(r, strict.Index("spec.tcp", i), nn.Namespace, suffix, &is)...)
+	}
+	for i, r := range spec.GetTls() {
+		out.TLS = append(out.TLS, tlsRoutes(r, strict.Index("spec.tls", i), nn.Namespace, suffix, &is)...)
 	}
 	return out, is
 }
@@ -81,9 +90,14 @@ func httpRoute(r *networking.HTTPRoute, path, ns, suffix string, is *issues) mod
 			hm.Headers[name] = stringMatch(m.GetHeaders()[name], hpath, is)
 		}
 		httpMatchExtras(m, &hm, mpath, is)
+		for _, g := range m.GetGateways() {
+			hm.Gateways = append(hm.Gateways, GatewayRef(g, ns))
+		}
 		out.Matches = append(out.Matches, hm)
 	}
-	if len(r.GetRoute()) == 0 && r.GetRedirect() == nil {
+	if r.GetDelegate() != nil {
+		out.Delegate = delegateRef(r, path, ns, is)
+	} else if len(r.GetRoute()) == 0 && r.GetRedirect() == nil {
 		is.add(strict.Field(path, "route"), "at least one route destination (or a redirect) is required")
 	}
 	weights := make([]int32, len(r.GetRoute()))
@@ -132,7 +146,9 @@ func tcpRoutes(r *networking.TCPRoute, path, ns, suffix string, is *issues) []mo
 		if m.GetPort() > 65535 {
 			is.add(strict.Field(strict.Index(strict.Field(path, "match"), i), "port"), "port %d out of range [1, 65535]", m.GetPort())
 		}
-		out = append(out, model.TCPRoute{Port: int(m.GetPort()), Destinations: dests})
+		mpath := strict.Index(strict.Field(path, "match"), i)
+		out = append(out, model.TCPRoute{Port: int(m.GetPort()), Destinations: dests,
+			L4Conditions: l4Conditions(m.GetDestinationSubnets(), m.GetSourceLabels(), m.GetSourceNamespace(), mpath, is)})
 	}
 	return out
 }

@@ -14,6 +14,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -293,6 +294,10 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 		writeRedirect(rec, r, rt.Redirect)
 		return
 	}
+	if rt.Direct != nil {
+		writeDirect(rec, rt.Direct.Status, rt.Direct.Body)
+		return
+	}
 	applyXFCC(r, l)
 	wc := rt.PickWeightedCluster()
 	info.Cluster = wc.Name
@@ -301,6 +306,11 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 	}
 	c := cfg.Clusters[info.Cluster]
 	if c == nil {
+		if rt.ClusterNotFoundStatus != 0 {
+			info.Flags |= streaminfo.NoClusterFound
+			writeDirect(rec, rt.ClusterNotFoundStatus, "")
+			return
+		}
 		f.writeError(rec, r, fmt.Errorf("%w %q", ErrNoCluster, info.Cluster))
 		return
 	}
@@ -328,6 +338,16 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 	}
 	ctx = context.WithValue(ctx, stateKey, st)
 	f.proxy.ServeHTTP(rec, r.WithContext(ctx))
+}
+
+// writeDirect answers with a status and body the route configuration gives.
+func writeDirect(w http.ResponseWriter, status int, body string) {
+	if body != "" {
+		w.Header().Set("Content-Type", "text/plain")
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
 }
 
 // finishHTTP completes the request's info and hands it to telemetry.
@@ -436,6 +456,13 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	c := st.cluster
 	http2 := c.HTTP2 || c.UseDownstreamProtocol && req.ProtoMajor == 2
+	if req.Header.Get("Upgrade") != "" {
+		// An HTTP/1.1 Upgrade (WebSocket) cannot cross an HTTP/2 connection (that
+		// would need extended CONNECT, RFC 8441): such a request goes upstream over
+		// HTTP/1.1 whatever the cluster's protocol, so upgrades work on ports shared
+		// with HTTP/2 and gRPC.
+		http2 = false
+	}
 	ctx := context.WithValue(req.Context(), connectTimeoutKey, c.ConnectTimeout)
 	if c.BindAddress != "" {
 		ctx = context.WithValue(ctx, bindKey, c.BindAddress)
@@ -525,7 +552,14 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 				release()
 				return nil, err
 			}
-			resp.Body = &doneBody{ReadCloser: resp.Body, done: func() { done(); cancel(); release() }}
+			end := func() { done(); cancel(); release() }
+			if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+				// An upgraded connection (WebSocket): ReverseProxy copies both ways
+				// through the body, so it must stay writable.
+				resp.Body = &doneUpgradedBody{ReadWriteCloser: rw, done: end}
+				return resp, nil
+			}
+			resp.Body = &doneBody{ReadCloser: resp.Body, done: end}
 			return resp, nil
 		}
 		if req.Context().Err() != nil || !retryable(policy, resp, err, perTry) {
@@ -576,6 +610,19 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// doneUpgradedBody is doneBody for the connection of a 101 Switching Protocols answer.
+type doneUpgradedBody struct {
+	io.ReadWriteCloser
+	done func()
+	once sync.Once
+}
+
+func (b *doneUpgradedBody) Close() error {
+	err := b.ReadWriteCloser.Close()
+	b.once.Do(b.done)
+	return err
+}
+
 // doneBody ends the endpoint's active-request count when the response is consumed.
 type doneBody struct {
 	io.ReadCloser
@@ -621,6 +668,7 @@ func (f *Forwarder) writeError(w http.ResponseWriter, r *http.Request, err error
 	default:
 		// The upstream reset or closed the stream before answering.
 		flag = streaminfo.UpstreamConnectionTermination
+		f.log.Debug("upstream error", "path", r.URL.Path, "err", err)
 	}
 	if rec, ok := w.(*recorder); ok {
 		rec.info.Flags |= flag
