@@ -120,4 +120,7 @@ spec:
 	waitAccessLog(t, m, "client", func(l string) bool {
 		return strings.Contains(l, `"authority":"nope.example.com"`) && strings.Contains(l, `"response_code":502`) && strings.Contains(l, `"route_name":"block_all"`)
 	})
+	waitAccessLog(t, m, "client", func(l string) bool {
+		return strings.Contains(l, `"upstream_cluster":"BlackHoleCluster"`) && strings.Contains(l, `"response_flags":"UH"`)
+	})
 }
