@@ -321,6 +321,12 @@ func (l *loader) finish() (*model.Mesh, error) {
 			}
 		case kindSidecar:
 			l.checkSidecarDefault(o, defaultSidecar)
+		case kindVirtualService:
+			vs, _ := o.value.(*model.VirtualService)
+			if o.failed {
+				vs = nil
+			}
+			cat.AddVirtualService(o.nn.Namespace, o.nn.Name, vs)
 		case kindDestinationRule:
 			host := istio.ResolveHost(o.host, o.nn.Namespace, l.suffix)
 			dr, ok := o.value.(*model.DestinationRule)
@@ -398,6 +404,7 @@ func (l *loader) finish() (*model.Mesh, error) {
 		}
 	}
 	resolveEntryHosts(mesh, cat)
+	mesh.VirtualServices = model.ResolveDelegates(mesh.VirtualServices)
 	model.AllocateVIPs(mesh.Services)
 	return mesh, nil
 }

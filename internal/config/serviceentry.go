@@ -33,6 +33,10 @@ func resolveEntryHosts(mesh *model.Mesh, cat *istio.Catalog) {
 				d := &vs.HTTP[i].Destinations[j]
 				d.Host = fix(d.Host)
 			}
+			for j := range vs.HTTP[i].Mirrors {
+				d := &vs.HTTP[i].Mirrors[j].Destination
+				d.Host = fix(d.Host)
+			}
 		}
 		for i := range vs.TCP {
 			for j := range vs.TCP[i].Destinations {

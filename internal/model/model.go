@@ -234,6 +234,9 @@ type HTTPRoute struct {
 	Fault   *HTTPFault   `json:"fault,omitempty"`
 	Mirrors []Mirror     `json:"mirrors,omitempty"`
 	CORS    *CORSPolicy  `json:"cors,omitempty"`
+	// Delegate names the VirtualService whose rules handle this rule's requests (see
+	// delegate.go); the loader resolves it, so translators never see one.
+	Delegate *NamespacedName `json:"delegate,omitempty"`
 }
 
 // HTTPMatch is the conjunction of its set conditions.

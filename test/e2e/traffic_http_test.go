@@ -165,6 +165,11 @@ func trafficCases() []trafficCase {
 		{name: "mirror", path: "/mirror-one", status: 200, workload: "web-v1", seen: map[string]int{"shadow": 1, "web-v1": 1}},
 		{name: "mirrors with percentages", path: "/mirrors", status: 200, workload: "web-v1", seen: map[string]int{"shadow": 1, "web-v2": 0}},
 
+		// Delegation.
+		{name: "delegate rule", path: "/team/v2/x", status: 200, workload: "web-v2", respHdr: map[string]string{"X-Root": "yes"}},
+		{name: "delegate catch-all within root match", path: "/team/other", status: 200, workload: "web-v1", respHdr: map[string]string{"X-Team": "rest", "X-Root": ""}},
+		{name: "delegate rule outside root match dropped", path: "/elsewhere", status: 200, workload: "web-v1", respHdr: map[string]string{"X-Root": ""}},
+
 		// CORS.
 		{name: "cors preflight", method: http.MethodOptions, path: "/cors", header: cors, status: 200, workload: "none",
 			respHdr: map[string]string{"Access-Control-Allow-Origin": "https://ok.example", "Access-Control-Allow-Methods": "GET,POST",

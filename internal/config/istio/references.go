@@ -23,6 +23,8 @@ type Catalog struct {
 	// that failed to load: references to them are not reported again, since their own
 	// errors already are.
 	UncheckedServices, UncheckedSubsets map[string]bool
+	// VirtualServices by "namespace/name": root, delegate or failed (delegate.go).
+	VirtualServices map[string]string
 }
 
 // VirtualServiceReferences checks that hosts, destinations, subsets and ports of a
@@ -53,6 +55,7 @@ func VirtualServiceReferences(ns string, spec *networking.VirtualService, cat *C
 			cat.destination(d.GetDestination(), ns, strict.Field(path, "destination"), &is)
 		}
 	}
+	delegateReferences(ns, spec, cat, &is)
 	return is
 }
 

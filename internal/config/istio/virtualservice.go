@@ -23,8 +23,9 @@ func (is *issues) add(path, format string, args ...any) {
 func VirtualService(nn model.NamespacedName, spec *networking.VirtualService, suffix string) (*model.VirtualService, []strict.Issue) {
 	var is issues
 	out := &model.VirtualService{NamespacedName: nn}
-	if len(spec.GetHosts()) == 0 {
-		is.add("spec.hosts", "at least one host is required")
+	delegate := len(spec.GetHosts()) == 0 // a delegate VirtualService (see delegate.go)
+	if delegate {
+		checkDelegate(spec, &is)
 	}
 	for i, h := range spec.GetHosts() {
 		path := strict.Index("spec.hosts", i)
@@ -83,7 +84,9 @@ func httpRoute(r *networking.HTTPRoute, path, ns, suffix string, is *issues) mod
 		httpMatchExtras(m, &hm, mpath, is)
 		out.Matches = append(out.Matches, hm)
 	}
-	if len(r.GetRoute()) == 0 && r.GetRedirect() == nil {
+	if r.GetDelegate() != nil {
+		out.Delegate = delegateRef(r, path, ns, is)
+	} else if len(r.GetRoute()) == 0 && r.GetRedirect() == nil {
 		is.add(strict.Field(path, "route"), "at least one route destination (or a redirect) is required")
 	}
 	weights := make([]int32, len(r.GetRoute()))

@@ -25,6 +25,14 @@ func describeMatch(m resource.RouteMatch) string {
 	for i := range m.Headers {
 		parts = append(parts, "header "+m.Headers[i].Name+" "+describeHeader(&m.Headers[i]))
 	}
+	for _, q := range m.Query {
+		if q.Present {
+			parts = append(parts, "query "+q.Name+" present")
+			continue
+		}
+		h := resource.HeaderMatcher{Kind: q.Match.Kind, Value: q.Match.Value, Regex: q.Match.Regex, IgnoreCase: q.Match.IgnoreCase}
+		parts = append(parts, "query "+q.Name+" "+describeHeader(&h))
+	}
 	return strings.Join(parts, ", ")
 }
 

@@ -45,6 +45,9 @@ func (b *builder) scopePorts(all []servicePort) ([]servicePort, map[string]bool)
 			for _, d := range r.Destinations {
 				inScope[d.Host] = true
 			}
+			for _, m := range r.Mirrors {
+				inScope[m.Destination.Host] = true
+			}
 		}
 		for _, r := range vs.TCP {
 			for _, d := range r.Destinations {
