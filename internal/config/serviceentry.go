@@ -45,6 +45,14 @@ func resolveEntryHosts(mesh *model.Mesh, cat *istio.Catalog) {
 			}
 		}
 	}
+	for _, vs := range mesh.VirtualServices {
+		for i := range vs.TLS {
+			for j := range vs.TLS[i].Destinations {
+				d := &vs.TLS[i].Destinations[j]
+				d.Host = fix(d.Host)
+			}
+		}
+	}
 	for _, dr := range mesh.DestinationRules {
 		dr.Host = fix(dr.Host)
 	}

@@ -213,7 +213,9 @@ type VirtualService struct {
 	Gateways []string    `json:"gateways,omitempty"`
 	HTTP     []HTTPRoute `json:"http,omitempty"`
 	TCP      []TCPRoute  `json:"tcp,omitempty"`
-	Source   Source      `json:"source"`
+	// TLS routes pick a destination by the ClientHello's SNI (l4route.go).
+	TLS    []TLSRoute `json:"tls,omitempty"`
+	Source Source     `json:"source"`
 }
 
 // HTTPRoute is one rule of a VirtualService: the first rule whose any match applies wins.
@@ -312,7 +314,9 @@ type RouteDestination struct {
 
 // TCPRoute forwards connections, optionally restricted to a port.
 type TCPRoute struct {
-	Port         int                `json:"port,omitempty"`
+	Port int `json:"port,omitempty"`
+	// L4Conditions are the match's other conditions (l4route.go).
+	L4Conditions
 	Destinations []RouteDestination `json:"destinations"`
 }
 

@@ -1,8 +1,15 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -159,6 +166,71 @@ spec:
   resolution: STATIC
   endpoints: [{address: 127.0.0.1, ports: {tcp-dead: %[4]d}}]
 ---
+# A second client: tcp routes by source labels send it elsewhere.
+apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata: {name: client2, labels: {app: client2}}
+spec: {command: ["skein", "echo"]}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tcpb}
+spec:
+  hosts: [tcpb.example.com]
+  ports: [{number: 9000, name: tcp, protocol: TCP}]
+  resolution: DNS
+  endpoints: [{address: localhost, ports: {tcp: %[7]d}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tcp}
+spec:
+  hosts: [tcp.example.com]
+  tcp:
+  - match: [{sourceLabels: {app: client2}}]
+    route: [{destination: {host: tcpb.example.com}}]
+  - match: [{destinationSubnets: [10.0.0.0/8]}]
+    route: [{destination: {host: tcpb.example.com}}]
+  - route: [{destination: {host: tcp.example.com}}]
+---
+# TLS passthrough: the ClientHello's SNI picks the external server; TLS ends there.
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tls}
+spec:
+  hosts: [tls.example.com, tls-b.example.com]
+  ports: [{number: 9443, name: tls, protocol: TLS}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tls-a}
+spec:
+  hosts: [tls-a.example.com]
+  ports: [{number: 9443, name: tls, protocol: TLS}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tls: %[5]d}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tls-b-pool}
+spec:
+  hosts: [tls-pool-b.example.com]
+  ports: [{number: 9443, name: tls, protocol: TLS}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {tls: %[6]d}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tls}
+spec:
+  hosts: [tls.example.com]
+  tls:
+  - match: [{sniHosts: [b.example.com, "*.b.example.com"]}]
+    route: [{destination: {host: tls-pool-b.example.com}}]
+  - match: [{sniHosts: ["*"]}]
+    route: [{destination: {host: tls-a.example.com}}]
+---
 # exportTo ".": only proxies of namespace other see it.
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -178,8 +250,10 @@ func TestTrafficEdge(t *testing.T) {
 	extB := startExternal(t, "ext-b")
 	extTCP := startExternal(t, "ext-tcp", "--tcp-echo")
 	dead := freePort(t)
+	extTCPB := startExternal(t, "ext-tcp-b", "--tcp-echo", "--tcp-greeting", "B")
+	tlsA, tlsB := startTLSServer(t, "tls-a"), startTLSServer(t, "tls-b")
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "mesh.yaml"), fmt.Sprintf(edgeConfig, extA, extB, extTCP, dead))
+	writeFile(t, filepath.Join(dir, "mesh.yaml"), fmt.Sprintf(edgeConfig, extA, extB, extTCP, dead, tlsA, tlsB, extTCPB))
 	m := startMesh(t, dir)
 
 	httpCases := []struct {
@@ -222,19 +296,28 @@ func TestTrafficEdge(t *testing.T) {
 		})
 	}
 
-	env := m.execEnv("client")
+	t.Run("tls passthrough", func(t *testing.T) { checkTLSPassthrough(t, m.execEnv("client")) })
+
+	envs := map[string]map[string]string{"client": m.execEnv("client"), "client2": m.execEnv("client2")}
 	tcpCases := []struct {
-		name, envVar string
-		echo         bool
-		wantFlags    string
+		name, client, envVar string
+		echo                 bool
+		greeting             string // the external server's first line, when it sends one
+		wantFlags            string
 	}{
 		{name: "tcp to a dns entry", envVar: "TCP_EXAMPLE_COM_SERVICE_PORT_TCP", echo: true},
 		{name: "second host of one entry", envVar: "TCP2_EXAMPLE_COM_SERVICE_PORT_TCP", echo: true},
+		{name: "tcp route by source labels", client: "client2", envVar: "TCP_EXAMPLE_COM_SERVICE_PORT_TCP", echo: true, greeting: "B"},
+		{name: "tcp route by destination subnet not taken", envVar: "TCP_EXAMPLE_COM_SERVICE_PORT_TCP", echo: true},
 		{name: "connect failure is UF", envVar: "REFUSED_EXAMPLE_COM_SERVICE_PORT_TCP_DEAD", wantFlags: "UF"},
 	}
 	for _, tc := range tcpCases {
 		t.Run(tc.name, func(t *testing.T) {
-			port := env[tc.envVar]
+			client := tc.client
+			if client == "" {
+				client = "client"
+			}
+			port := envs[client][tc.envVar]
 			if port == "" {
 				t.Fatalf("client env has no %s", tc.envVar)
 			}
@@ -249,8 +332,12 @@ func TestTrafficEdge(t *testing.T) {
 				_ = c.(*net.TCPConn).CloseWrite()
 			}()
 			got, _ := io.ReadAll(c)
-			if tc.echo && string(got) != "hello external" {
-				t.Errorf("echo through the sidecar: %q", got)
+			greeting, echoed, _ := strings.Cut(string(got), "\r\n")
+			if tc.greeting == "" {
+				greeting, echoed = "", string(got)
+			}
+			if tc.echo && (echoed != "hello external" || greeting != tc.greeting) {
+				t.Errorf("echo through the sidecar: %q, want greeting %q then the echo", got, tc.greeting)
 			}
 			if !tc.echo && len(got) != 0 {
 				t.Errorf("a refused upstream answered %q", got)
@@ -262,6 +349,72 @@ func TestTrafficEdge(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkTLSPassthrough: a TLS client through the client's per-upstream port for
+// tls.example.com; the ClientHello's SNI picks the server.
+func checkTLSPassthrough(t *testing.T, env map[string]string) {
+	port := env["TLS_EXAMPLE_COM_SERVICE_PORT_TLS"]
+	if port == "" {
+		t.Fatalf("client env has no TLS_EXAMPLE_COM_SERVICE_PORT_TLS")
+	}
+	for _, tc := range []struct{ sni, want string }{
+		{"b.example.com", "tls-b"},
+		{"x.b.example.com", "tls-b"},
+		{"a.example.com", "tls-a"},
+		{"tls.example.com", "tls-a"},
+	} {
+		t.Run("sni "+tc.sni, func(t *testing.T) {
+			c, err := tls.Dial("tcp", net.JoinHostPort("127.0.0.1", port), &tls.Config{ServerName: tc.sni, InsecureSkipVerify: true})
+			if err != nil {
+				t.Fatalf("TLS through the sidecar: %v", err)
+			}
+			defer c.Close()
+			// The certificate is the external server's own: TLS was not terminated.
+			if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != tc.want {
+				t.Errorf("certificate of %q, want %q", cn, tc.want)
+			}
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			got, _ := io.ReadAll(c)
+			if string(got) != tc.want {
+				t.Errorf("SNI %s reached %q, want %q", tc.sni, got, tc.want)
+			}
+		})
+	}
+}
+
+// startTLSServer serves TLS on a free loopback port with a self-signed certificate
+// whose common name is name, and writes name to every connection.
+func startTLSServer(t *testing.T, name string) int {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.WriteString(c, name)
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // waitAccessLog waits until a line of the workload's first replica's sidecar access

@@ -55,6 +55,12 @@ func VirtualServiceReferences(ns string, spec *networking.VirtualService, cat *C
 			cat.destination(d.GetDestination(), ns, strict.Field(path, "destination"), &is)
 		}
 	}
+	for i, r := range spec.GetTls() {
+		for j, d := range r.GetRoute() {
+			path := strict.Index(strict.Field(strict.Index("spec.tls", i), "route"), j)
+			cat.destination(d.GetDestination(), ns, strict.Field(path, "destination"), &is)
+		}
+	}
 	delegateReferences(ns, spec, cat, &is)
 	return is
 }

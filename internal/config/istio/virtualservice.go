@@ -43,14 +43,17 @@ func VirtualService(nn model.NamespacedName, spec *networking.VirtualService, su
 		}
 		out.Gateways = append(out.Gateways, g)
 	}
-	if len(spec.GetHttp()) == 0 && len(spec.GetTcp()) == 0 {
-		is.add("spec", "at least one http or tcp route is required")
+	if len(spec.GetHttp()) == 0 && len(spec.GetTcp()) == 0 && len(spec.GetTls()) == 0 {
+		is.add("spec", "at least one http, tcp or tls route is required")
 	}
 	for i, r := range spec.GetHttp() {
 		out.HTTP = append(out.HTTP, httpRoute(r, strict.Index("spec.http", i), nn.Namespace, suffix, &is))
 	}
 	for i, r := range spec.GetTcp() {
 		out.TCP = append(out.TCP, tcpRoutes(r, strict.Index("spec.tcp", i), nn.Namespace, suffix, &is)...)
+	}
+	for i, r := range spec.GetTls() {
+		out.TLS = append(out.TLS, tlsRoutes(r, strict.Index("spec.tls", i), nn.Namespace, suffix, &is)...)
 	}
 	return out, is
 }
@@ -135,7 +138,9 @@ func tcpRoutes(r *networking.TCPRoute, path, ns, suffix string, is *issues) []mo
 		if m.GetPort() > 65535 {
 			is.add(strict.Field(strict.Index(strict.Field(path, "match"), i), "port"), "port %d out of range [1, 65535]", m.GetPort())
 		}
-		out = append(out, model.TCPRoute{Port: int(m.GetPort()), Destinations: dests})
+		mpath := strict.Index(strict.Field(path, "match"), i)
+		out = append(out, model.TCPRoute{Port: int(m.GetPort()), Destinations: dests,
+			L4Conditions: l4Conditions(m.GetDestinationSubnets(), m.GetSourceLabels(), m.GetSourceNamespace(), mpath, is)})
 	}
 	return out
 }

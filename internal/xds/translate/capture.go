@@ -2,6 +2,7 @@ package translate
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -137,7 +138,14 @@ func (b *builder) virtualOutbound() (*listener.Listener, error) {
 				return nil, err
 			}
 			name := OutboundClusterName(sp.port.Port, "", sp.host)
-			chains = append(chains, filterChain(name, vipMatch(sp, nil), b.tcpProxy(name, dests)))
+			sni, err := b.sniChains(sp, vipMatch(sp, nil))
+			if err != nil {
+				return nil, err
+			}
+			if len(sni) > 0 && !slices.Contains(sniffed, g.port) {
+				sniffed = append(sniffed, g.port) // the inspectors read the SNI
+			}
+			chains = append(append(chains, sni...), filterChain(name, vipMatch(sp, nil), b.tcpProxy(name, dests)))
 		}
 		for _, sp := range g.unknown {
 			dests, err := b.tcpDestinations(sp)
@@ -150,7 +158,7 @@ func (b *builder) virtualOutbound() (*listener.Listener, error) {
 				filterChain(name+"|http", vipMatch(sp, sniffedProtocols), b.httpConnectionManager(route, nil, b.withHTTPFilters(b.outboundHTTPFilters()))),
 				filterChain(name, vipMatch(sp, nil), b.tcpProxy(name, dests)))
 		}
-		if len(g.unknown) > 0 {
+		if len(g.unknown) > 0 && !slices.Contains(sniffed, g.port) {
 			sniffed = append(sniffed, g.port)
 		}
 		if len(g.http) > 0 {

@@ -42,7 +42,16 @@ func (b *builder) listeners() ([]types.Resource, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, b.listener(name, up.localPort, b.tcpProxy(name, dests)))
+		l := b.listener(name, up.localPort, b.tcpProxy(name, dests))
+		sni, err := b.sniChains(up.sp, nil)
+		if err != nil {
+			return nil, err
+		}
+		if len(sni) > 0 { // tls routes (l4routes.go): chains by SNI before the port's own
+			l.FilterChains = append(sni, l.FilterChains...)
+			l.ListenerFilters = append(l.ListenerFilters, b.tlsInspector())
+		}
+		out = append(out, l)
 	}
 	return sortByName(out), nil
 }

@@ -331,11 +331,12 @@ func stringMatcher(s model.StringMatch) (*matcher.StringMatcher, error) {
 }
 
 // tcpDestinations picks the first VirtualService tcp route for the port (port 0 matches
-// any), else the service port's own cluster.
+// any) whose destination subnets hold the service's VIP and whose source conditions
+// hold for this proxy, else the service port's own cluster.
 func (b *builder) tcpDestinations(sp servicePort) ([]weightedCluster, error) {
 	if vs := b.virtualServiceFor(sp.host); vs != nil {
 		for _, r := range vs.TCP {
-			if r.Port == 0 || r.Port == sp.port.Port {
+			if (r.Port == 0 || r.Port == sp.port.Port) && r.Applies(sp.svc.VIP, b.proxy) {
 				return b.destinationClusters(vs, r.Destinations, sp)
 			}
 		}

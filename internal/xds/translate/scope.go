@@ -54,6 +54,11 @@ func (b *builder) scopePorts(all []servicePort) ([]servicePort, map[string]bool)
 				inScope[d.Host] = true
 			}
 		}
+		for _, r := range vs.TLS {
+			for _, d := range r.Destinations {
+				inScope[d.Host] = true
+			}
+		}
 	}
 	// The ports of the hosts in scope, in the Index's order (by host, then port),
 	// without walking every port of the mesh.
