@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,6 +24,8 @@ type echoFlags struct {
 	propagate []string
 	echoEnv   []string
 	tcpEcho   bool
+	tlsCert   string
+	tlsKey    string
 	greeting  string
 	load      string
 	rps       float64
@@ -58,6 +61,8 @@ steady requests to a URL.`,
 	fl.StringSliceVar(&f.propagate, "propagate", nil, "extra headers copied to --call requests (tracing headers always are)")
 	fl.StringSliceVar(&f.echoEnv, "echo-env", nil, "environment variables to echo under \"env\"")
 	fl.BoolVar(&f.tcpEcho, "tcp-echo", false, "echo raw TCP instead of serving HTTP")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS (HTTP/1.1) with this PEM certificate chain file (needs --tls-key)")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "the PEM private key file of --tls-cert")
 	fl.StringVar(&f.greeting, "tcp-greeting", "", "with --tcp-echo: send this line first on every connection, as a server-first protocol (SMTP, MySQL) does")
 	fl.StringVar(&f.load, "load", "", "act as a load client sending GET requests to this URL")
 	fl.Float64Var(&f.rps, "rps", 5, "with --load: requests per second")
@@ -114,6 +119,16 @@ func runEcho(cmd *cobra.Command, f echoFlags) error {
 		return echo.ServeTCPEchoGreeting(ctx, ln, greeting, log)
 	}
 
+	if f.tlsCert != "" || f.tlsKey != "" {
+		// A TLS server, e.g. the backend of a TLS passthrough route: the proxies in
+		// between carry its bytes without reading them.
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
+	}
 	opts := f.opts
 	opts.Identity, err = echo.IdentityFromEnv(os.Getenv)
 	if err != nil {

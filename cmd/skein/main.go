@@ -45,6 +45,7 @@ func newRootCmd() *cobra.Command {
 		newTapCmd(),
 		newExplainCmd(),
 		newDashboardCmd(),
+		newGetCmd(),
 		newBootstrapCmd(),
 	)
 	return root

@@ -36,11 +36,13 @@ const (
 	kindTelemetry             = "Telemetry"
 )
 
-const supportedKinds = "skein.dev/v1alpha1 Workload, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, ServiceEntry and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication, telemetry.istio.io/v1 or v1alpha1 Telemetry"
+const supportedKinds = "skein.dev/v1alpha1 Workload, v1 Secret and Namespace, gateway.networking.k8s.io GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute and ReferenceGrant, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, ServiceEntry, Gateway and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication, telemetry.istio.io/v1 or v1alpha1 Telemetry"
 
 // kind says how one kind of object is checked, decoded, translated and cross-checked.
 type kind struct {
-	name        string
+	name string
+	// kind is the YAML kind when it differs from name (two API groups use "Gateway").
+	kind        string
 	apiVersions []string
 	// checkType is what strict.Check walks; protobuf fields in it are checked by descriptor.
 	checkType  reflect.Type
@@ -62,7 +64,7 @@ var telemetryVersions = []string{"telemetry.istio.io/v1", "telemetry.istio.io/v1
 // kinds returns the table of accepted kinds. A function, not a package variable, so
 // there is no mutable package state.
 func kinds() []kind {
-	return []kind{
+	return append([]kind{
 		{
 			name: kindService, apiVersions: []string{"v1"},
 			checkType: reflect.TypeFor[corev1.Service](),
@@ -191,7 +193,7 @@ func kinds() []kind {
 				return svcs, &spec, issues
 			},
 		},
-	}
+	}, append(gatewayKinds(), istioGatewayKind())...)
 }
 
 // decodeIstioOptionalSpec is decodeIstio for kinds whose spec may be empty or absent:
@@ -212,7 +214,7 @@ func decodeIstioOptionalSpec(data []byte, spec proto.Message) []strict.Issue {
 
 func findKind(apiVersion, name string) *kind {
 	for _, k := range kinds() {
-		if k.name != name {
+		if k.name != name && k.kind != name {
 			continue
 		}
 		for _, v := range k.apiVersions {

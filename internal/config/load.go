@@ -405,6 +405,14 @@ func (l *loader) finish() (*model.Mesh, error) {
 	}
 	resolveEntryHosts(mesh, cat)
 	mesh.VirtualServices = model.ResolveDelegates(mesh.VirtualServices)
+	l.resolveGateways(mesh, cat)
+	l.bindIstioGateways(mesh, cat)
+	if len(l.errs) > 0 {
+		return nil, l.errs
+	}
+	if err := l.checkGatewayProxies(mesh); err != nil {
+		return nil, err
+	}
 	model.AllocateVIPs(mesh.Services)
 	return mesh, nil
 }

@@ -82,6 +82,16 @@ type Mesh struct {
 	AuthorizationPolicies  []*AuthorizationPolicy   `json:",omitempty"`
 	RequestAuthentications []*RequestAuthentication `json:",omitempty"`
 
+	// Gateways are ingress/egress gateways (gateway.go): Gateway API Gateways with
+	// their routes attached, and Istio Gateways with their bound VirtualServices.
+	Gateways []*Gateway `json:",omitempty"`
+	// MeshRoutes are Gateway API routes whose parent is a Service (GAMMA), by service
+	// FQDN, in precedence order: sidecars route calls to that service with them.
+	MeshRoutes map[string][]GatewayRoute `json:",omitempty"`
+	// Objects are config objects as `skein get` shows them, with their computed status
+	// (Gateway API kinds); they do not affect translation.
+	Objects []*Object `json:"-"`
+
 	// Endpoints come from the registry (the local runtime, later Kubernetes), not from
 	// config files; the control plane joins them with the config into one Mesh.
 	Endpoints []Endpoint
@@ -154,6 +164,9 @@ type Workload struct {
 	Command        []string          `json:"command,omitempty"`
 	Env            []EnvVar          `json:"env,omitempty"`
 	Ports          []ContainerPort   `json:"ports,omitempty"`
+	// Role is RoleGateway for a gateway proxy without an app (spec.role: gateway, or a
+	// Gateway API Gateway's generated proxy); empty means a sidecar.
+	Role ProxyRole `json:"role,omitempty"`
 	// Capture holds per-workload overrides of the traffic capture rules (Istio's
 	// traffic.sidecar.istio.io annotations); nil means the defaults.
 	Capture *CaptureOverrides `json:"capture,omitempty"`
@@ -261,6 +274,22 @@ type HTTPMatch struct {
 	// these labels / in this namespace; they are decided per proxy at translation.
 	SourceLabels    map[string]string `json:"sourceLabels,omitempty"`
 	SourceNamespace string            `json:"sourceNamespace,omitempty"`
+	// Gateways restricts the match to these gateways ("ns/name", or "mesh" for
+	// sidecars), overriding the VirtualService's gateways; empty: all of those.
+	Gateways []string `json:"gateways,omitempty"`
+}
+
+// AppliesToGateway reports whether a match holds on a gateway ("ns/name" or "mesh").
+func (m *HTTPMatch) AppliesToGateway(ref string) bool {
+	if len(m.Gateways) == 0 {
+		return true
+	}
+	for _, g := range m.Gateways {
+		if g == ref {
+			return true
+		}
+	}
+	return false
 }
 
 // AppliesToSource reports whether a match's source conditions hold for a caller

@@ -40,6 +40,9 @@ type HTTPRedirect struct {
 	Scheme    string `json:"scheme,omitempty"`
 	// Code is 301 (default), 302, 303, 307 or 308.
 	Code int `json:"code,omitempty"`
+	// PrefixRewrite, instead of URI, replaces the route's matched path prefix (the
+	// Gateway API's ReplacePrefixMatch).
+	PrefixRewrite string `json:"prefixRewrite,omitempty"`
 }
 
 // HTTPRewrite changes the request before it is forwarded. URI replaces the matched

@@ -31,8 +31,14 @@ type Catalog struct {
 // VirtualService in namespace ns exist.
 func VirtualServiceReferences(ns string, spec *networking.VirtualService, cat *Catalog) []strict.Issue {
 	var is issues
+	mesh := len(spec.GetGateways()) == 0
+	for _, g := range spec.GetGateways() {
+		mesh = mesh || g == "mesh"
+	}
 	for i, h := range spec.GetHosts() {
-		if h != "" && h[0] != '*' {
+		// A host served only by gateways is a name clients use (shop.example.com), not
+		// a Service.
+		if mesh && h != "" && h[0] != '*' {
 			cat.service(h, ResolveHost(h, ns, cat.Suffix), strict.Index("spec.hosts", i), &is)
 		}
 	}

@@ -13,7 +13,7 @@ import "google.golang.org/protobuf/reflect/protoreflect"
 // its field here.
 var supportedFields = map[protoreflect.FullName]bool{
 	"istio.networking.v1alpha3.VirtualService.hosts":    true,
-	"istio.networking.v1alpha3.VirtualService.gateways": true, // only "mesh"
+	"istio.networking.v1alpha3.VirtualService.gateways": true,
 	"istio.networking.v1alpha3.VirtualService.http":     true,
 	"istio.networking.v1alpha3.VirtualService.tcp":      true,
 

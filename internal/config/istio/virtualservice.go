@@ -27,21 +27,26 @@ func VirtualService(nn model.NamespacedName, spec *networking.VirtualService, su
 	if delegate {
 		checkDelegate(spec, &is)
 	}
+	mesh := len(spec.GetGateways()) == 0
+	for i, g := range spec.GetGateways() {
+		if g == "" {
+			is.add(strict.Index("spec.gateways", i), "gateway name must not be empty")
+		}
+		ref := GatewayRef(g, nn.Namespace)
+		mesh = mesh || ref == "mesh"
+		out.Gateways = append(out.Gateways, ref)
+	}
 	for i, h := range spec.GetHosts() {
 		path := strict.Index("spec.hosts", i)
 		switch {
 		case h == "":
 			is.add(path, "host must not be empty")
-		case h == "*" || h[0] == '*':
-			is.add(path, "wildcard host %q is not supported yet by skein", h)
+		case (h == "*" || h[0] == '*') && mesh:
+			// Gateways match wildcard hosts against their servers' hosts; sidecars
+			// route by service, where skein does not take wildcards yet.
+			is.add(path, "wildcard host %q is not supported yet by skein for the mesh (only on gateways)", h)
 		}
 		out.Hosts = append(out.Hosts, ResolveHost(h, nn.Namespace, suffix))
-	}
-	for i, g := range spec.GetGateways() {
-		if g != "mesh" {
-			is.add(strict.Index("spec.gateways", i), "gateway %q is not supported yet by skein (only \"mesh\")", g)
-		}
-		out.Gateways = append(out.Gateways, g)
 	}
 	if len(spec.GetHttp()) == 0 && len(spec.GetTcp()) == 0 && len(spec.GetTls()) == 0 {
 		is.add("spec", "at least one http, tcp or tls route is required")
@@ -85,6 +90,9 @@ func httpRoute(r *networking.HTTPRoute, path, ns, suffix string, is *issues) mod
 			hm.Headers[name] = stringMatch(m.GetHeaders()[name], hpath, is)
 		}
 		httpMatchExtras(m, &hm, mpath, is)
+		for _, g := range m.GetGateways() {
+			hm.Gateways = append(hm.Gateways, GatewayRef(g, ns))
+		}
 		out.Matches = append(out.Matches, hm)
 	}
 	if r.GetDelegate() != nil {

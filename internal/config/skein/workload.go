@@ -31,8 +31,12 @@ type WorkloadSpec struct {
 	ServiceAccount string `json:"serviceAccount,omitempty"`
 	// Replicas is how many copies run; 1 when unset, 0 stops them all.
 	Replicas *int32 `json:"replicas,omitempty"`
-	// Command is the program and its arguments; required.
-	Command []string        `json:"command"`
+	// Role is "gateway" for a gateway proxy without an app (Istio's ingress and egress
+	// gateway deployments: Istio Gateways select it by its labels); empty for an app
+	// with its sidecar.
+	Role string `json:"role,omitempty"`
+	// Command is the program and its arguments; required unless role is gateway.
+	Command []string        `json:"command,omitempty"`
 	Env     []EnvVar        `json:"env,omitempty"`
 	Ports   []ContainerPort `json:"ports,omitempty"`
 }
@@ -79,8 +83,21 @@ func ToModel(w *Workload) (*model.Workload, []strict.Issue) {
 		}
 		out.Replicas = int(*r)
 	}
-	if len(w.Spec.Command) == 0 || w.Spec.Command[0] == "" {
-		fail("spec.command", "command is required (the program to run and its arguments)")
+	switch w.Spec.Role {
+	case "", string(model.RoleSidecar):
+		if len(w.Spec.Command) == 0 || w.Spec.Command[0] == "" {
+			fail("spec.command", "command is required (the program to run and its arguments)")
+		}
+	case string(model.RoleGateway):
+		out.Role = model.RoleGateway
+		if len(w.Spec.Command) > 0 {
+			fail("spec.command", "a gateway runs no command: remove command, or remove role: gateway")
+		}
+		if len(w.Spec.Ports) > 0 {
+			fail("spec.ports", "a gateway has no app ports: its listeners come from the Gateways that select it")
+		}
+	default:
+		fail("spec.role", "unknown role %q: want gateway, or leave it out", w.Spec.Role)
 	}
 	envs := map[string]int{}
 	for i, e := range w.Spec.Env {

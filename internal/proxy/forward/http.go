@@ -285,6 +285,10 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 		writeRedirect(rec, r, rt.Redirect)
 		return
 	}
+	if rt.Direct != nil {
+		writeDirect(rec, rt.Direct.Status, rt.Direct.Body)
+		return
+	}
 	applyXFCC(r, l)
 	wc := rt.PickWeightedCluster()
 	info.Cluster = wc.Name
@@ -293,6 +297,11 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 	}
 	c := cfg.Clusters[info.Cluster]
 	if c == nil {
+		if rt.ClusterNotFoundStatus != 0 {
+			info.Flags |= streaminfo.NoClusterFound
+			writeDirect(rec, rt.ClusterNotFoundStatus, "")
+			return
+		}
 		f.writeError(rec, r, fmt.Errorf("%w %q", ErrNoCluster, info.Cluster))
 		return
 	}
@@ -319,6 +328,16 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 	}
 	ctx = context.WithValue(ctx, stateKey, st)
 	f.proxy.ServeHTTP(rec, r.WithContext(ctx))
+}
+
+// writeDirect answers with a status and body the route configuration gives.
+func writeDirect(w http.ResponseWriter, status int, body string) {
+	if body != "" {
+		w.Header().Set("Content-Type", "text/plain")
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
 }
 
 // finishHTTP completes the request's info and hands it to telemetry.

@@ -159,10 +159,31 @@ func writeRedirect(w http.ResponseWriter, r *http.Request, rd *resource.Redirect
 	case rd.Scheme != "" && (port == "80" || port == "443"):
 		port = ""
 	}
+	// A scheme's own port is left out of the Location, as Envoy does.
+	if scheme == "http" && port == "80" || scheme == "https" && port == "443" {
+		port = ""
+	}
 	if port != "" {
 		hostname += ":" + port
 	}
 	path := r.URL.RequestURI()
+	if rd.HasPrefix {
+		// prefix_rewrite: the matched prefix (the whole path for other matches) is
+		// replaced; the query stays.
+		p := r.URL.EscapedPath()
+		if rd.MatchPrefix != "" && strings.HasPrefix(p, rd.MatchPrefix) {
+			p = rd.Prefix + p[len(rd.MatchPrefix):]
+		} else {
+			p = rd.Prefix
+		}
+		if p == "" {
+			p = "/"
+		}
+		path = p
+		if r.URL.RawQuery != "" {
+			path += "?" + r.URL.RawQuery
+		}
+	}
 	if rd.Path != "" {
 		path = rd.Path
 		if !strings.Contains(rd.Path, "?") && r.URL.RawQuery != "" {

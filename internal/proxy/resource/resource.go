@@ -262,6 +262,18 @@ type Route struct {
 	// Fault and CORS are the per-route configs of those filters (typed_per_filter_config).
 	Fault *Fault
 	CORS  *CORS
+	// Direct, when set, answers the request itself (direct_response) instead of
+	// forwarding; Clusters is then empty.
+	Direct *DirectResponse
+	// ClusterNotFoundStatus is the status when the chosen cluster does not exist
+	// (cluster_not_found_response_code): 503 by default, 404 or 500 when set.
+	ClusterNotFoundStatus int
+}
+
+// DirectResponse is a route's fixed answer.
+type DirectResponse struct {
+	Status int
+	Body   string
 }
 
 // PathKind says how RouteMatch compares the path.

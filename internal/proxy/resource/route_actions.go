@@ -43,6 +43,11 @@ type Redirect struct {
 	Port   int
 	Path   string
 	Code   int
+	// Prefix (prefix_rewrite, HasPrefix) replaces the route's matched prefix in the
+	// path, MatchPrefix, or the whole path when the route's match is not a prefix.
+	Prefix      string
+	HasPrefix   bool
+	MatchPrefix string
 }
 
 // Rewrite changes the forwarded request: Prefix replaces the matched prefix (the whole

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -116,11 +117,41 @@ func routeEntry(pb *routev3.Route) (Route, error) {
 		if r.Redirect, err = redirectAction(rd); err != nil {
 			return r, fmt.Errorf("redirect: %w", err)
 		}
+		if r.Redirect.HasPrefix && r.Match.Kind == PathPrefix {
+			r.Redirect.MatchPrefix = r.Match.Path
+		}
+		return r, nil
+	}
+	if dr := pb.GetDirectResponse(); dr != nil {
+		st := int(dr.GetStatus())
+		if st < 200 || st > 599 {
+			return r, fmt.Errorf("direct_response.status %d out of range [200, 599]", st)
+		}
+		r.Direct = &DirectResponse{Status: st}
+		if body := dr.GetBody(); body != nil {
+			switch s := body.GetSpecifier().(type) {
+			case *corev3.DataSource_InlineString:
+				r.Direct.Body = s.InlineString
+			case *corev3.DataSource_InlineBytes:
+				r.Direct.Body = string(s.InlineBytes)
+			default:
+				return r, errors.New("direct_response.body: only inline_string or inline_bytes is supported")
+			}
+		}
 		return r, nil
 	}
 	action := pb.GetRoute()
 	if action == nil {
 		return r, fmt.Errorf("route: %w", errMissing)
+	}
+	switch action.GetClusterNotFoundResponseCode() {
+	case routev3.RouteAction_SERVICE_UNAVAILABLE:
+	case routev3.RouteAction_NOT_FOUND:
+		r.ClusterNotFoundStatus = http.StatusNotFound
+	case routev3.RouteAction_INTERNAL_SERVER_ERROR:
+		r.ClusterNotFoundStatus = http.StatusInternalServerError
+	default:
+		return r, fmt.Errorf("route.cluster_not_found_response_code %v is not supported", action.GetClusterNotFoundResponseCode())
 	}
 	switch {
 	case action.GetCluster() != "":

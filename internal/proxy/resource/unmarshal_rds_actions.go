@@ -192,6 +192,12 @@ func headerMutation(add []*corev3.HeaderValueOption, remove []string) (HeaderMut
 
 func redirectAction(pb *routev3.RedirectAction) (*Redirect, error) {
 	rd := &Redirect{Host: pb.GetHostRedirect(), Port: int(pb.GetPortRedirect()), Path: pb.GetPathRedirect(), Scheme: pb.GetSchemeRedirect()}
+	if p, ok := pb.GetPathRewriteSpecifier().(*routev3.RedirectAction_PrefixRewrite); ok {
+		rd.Prefix, rd.HasPrefix = p.PrefixRewrite, true
+		if rd.Prefix != "" && !strings.HasPrefix(rd.Prefix, "/") {
+			return nil, fmt.Errorf("prefix_rewrite %q must start with /", rd.Prefix)
+		}
+	}
 	if rd.Port > 65535 {
 		return nil, fmt.Errorf("port_redirect %d out of range", rd.Port)
 	}

@@ -56,6 +56,11 @@ type Route struct {
 	// Budget is the retry budget's state (nil without one); it lives as long as the
 	// compiled route.
 	Budget *Budget
+	// Direct answers the request itself (direct_response); nil means forward.
+	Direct *resource.DirectResponse
+	// ClusterNotFoundStatus is the answer when the picked cluster does not exist; 0
+	// means 503.
+	ClusterNotFoundStatus int
 }
 
 // MatchKind says how the route matched the path, which decides what a prefix rewrite
@@ -106,7 +111,8 @@ func Compile(rc *resource.RouteConfig, prev *Table) *Table {
 func compileRoute(r resource.Route) *Route {
 	cr := &Route{Name: r.Name, match: r.Match, Clusters: r.Clusters, Timeout: r.Timeout,
 		Redirect: r.Redirect, Rewrite: r.Rewrite, RequestHeaders: r.RequestHeaders, ResponseHeaders: r.ResponseHeaders,
-		Retry: r.Retry, Mirrors: r.Mirrors, Fault: r.Fault, CORS: r.CORS}
+		Retry: r.Retry, Mirrors: r.Mirrors, Fault: r.Fault, CORS: r.CORS,
+		Direct: r.Direct, ClusterNotFoundStatus: r.ClusterNotFoundStatus}
 	if r.Retry != nil && r.Retry.Budget != nil {
 		cr.Budget = NewBudget(*r.Retry.Budget, time.Now)
 	}
@@ -420,6 +426,9 @@ func Cumulative(cs []resource.WeightedCluster) (cumul []uint64, total uint64) {
 
 // PickWeighted chooses one of cs with probability weight/total.
 func PickWeighted(cs []resource.WeightedCluster, cumul []uint64, total uint64) string {
+	if len(cs) == 0 {
+		return "" // a direct_response route
+	}
 	if len(cs) == 1 || total == 0 {
 		return cs[0].Name
 	}

@@ -231,6 +231,9 @@ func (r *replicaRun) hasAppPorts() bool { return len(r.proxy.AppPorts) > 0 || le
 // startReplica allocates the replica's ports, starts its sidecar, waits briefly for it
 // to be ready (as Istio's holdApplicationUntilProxyStarts), then starts the app.
 func (m *Mesh) startReplica(ctx context.Context, cfg *model.Mesh, w *model.Workload, index int) (*replicaRun, error) {
+	if w.Role == model.RoleGateway {
+		return m.startGateway(ctx, w, index)
+	}
 	if m.pods != nil {
 		return m.startPod(ctx, cfg, w, index)
 	}

@@ -89,14 +89,15 @@ type Mesh struct {
 	pods   *podnet.Network
 	podXDS string
 
-	mu           sync.Mutex
-	cfg          *model.Mesh // last good config
-	cfgGen       int64
-	cfgErrors    []string
-	cfgErrorAt   time.Time
-	workloads    map[model.NamespacedName]*workloadRun
-	pushGen      int64
-	pushedHealth map[string]bool
+	mu            sync.Mutex
+	cfg           *model.Mesh // last good config
+	cfgAcceptedAt time.Time   // when cfg was loaded
+	cfgGen        int64
+	cfgErrors     []string
+	cfgErrorAt    time.Time
+	workloads     map[model.NamespacedName]*workloadRun
+	pushGen       int64
+	pushedHealth  map[string]bool
 
 	// separateUsers: replicas run under users of their own (users.go).
 	separateUsers bool
@@ -161,6 +162,7 @@ func Run(ctx context.Context, opts Options) error {
 		logger:        opts.Logger,
 		shutdown:      cancel,
 		cfg:           cfg,
+		cfgAcceptedAt: time.Now(),
 		cfgGen:        1,
 		workloads:     map[model.NamespacedName]*workloadRun{},
 		pushedHealth:  map[string]bool{},
@@ -271,6 +273,7 @@ func (m *Mesh) reload(ctx context.Context) {
 	}
 	m.mu.Lock()
 	m.cfg, m.cfgErrors, m.cfgErrorAt = cfg, nil, time.Time{}
+	m.cfgAcceptedAt = time.Now()
 	m.cfgGen++
 	gen := m.cfgGen
 	m.mu.Unlock()
@@ -313,6 +316,10 @@ func (m *Mesh) push() int64 {
 func (m *Mesh) endpointsLocked() []model.Endpoint {
 	var eps []model.Endpoint
 	for _, w := range m.sortedWorkloadsLocked() {
+		if w.spec.Role == model.RoleGateway {
+			eps = append(eps, m.gatewayEndpointsLocked(w)...)
+			continue
+		}
 		for _, r := range w.replicas {
 			healthy := r.healthy.Load()
 			for _, cp := range w.spec.Ports {
@@ -356,6 +363,10 @@ func (m *Mesh) printWorkloads() {
 	defer m.mu.Unlock()
 	for _, w := range m.sortedWorkloadsLocked() {
 		for _, r := range w.replicas {
+			if r.proxy.Role == model.RoleGateway {
+				fmt.Fprintf(m.opts.Out, "  %-28s gateway %s  admin %s\n", r.proxy.ID, gatewaySockets(m.cfg, r.proxy), r.adminAddr())
+				continue
+			}
 			fmt.Fprintf(m.opts.Out, "  %-28s app :%d  sidecar in %s  admin %s\n", r.proxy.ID, r.appPort(), r.inboundAddr(), r.adminAddr())
 		}
 	}

@@ -171,7 +171,22 @@ func appliesToMesh(vs *model.VirtualService) bool {
 // route sends everything to the service port's cluster.
 func (b *builder) httpRoutes(sp servicePort) ([]*route.Route, error) {
 	var out []*route.Route
-	if vs := b.virtualServiceFor(sp.host); vs != nil {
+	vs := b.virtualServiceFor(sp.host)
+	if mr := b.mesh.MeshRoutes[sp.host]; vs == nil && len(mr) > 0 {
+		// Gateway API routes whose parent is this Service (GAMMA), already in
+		// precedence order; a VirtualService for the host wins over them.
+		for _, r := range mr {
+			if len(r.Matches) > 0 && r.Matches[0].Port != 0 && r.Matches[0].Port != sp.port.Port {
+				continue
+			}
+			routes, err := b.gatewayRoute(r)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, routes...)
+		}
+	}
+	if vs != nil {
 		for i, rule := range vs.HTTP {
 			matches := rule.Matches
 			if len(matches) == 0 {
@@ -183,7 +198,7 @@ func (b *builder) httpRoutes(sp servicePort) ([]*route.Route, error) {
 			}
 			var action *route.RouteAction
 			for _, m := range matches {
-				if m.Port != 0 && m.Port != sp.port.Port || !m.AppliesToSource(b.proxy) {
+				if m.Port != 0 && m.Port != sp.port.Port || !m.AppliesToSource(b.proxy) || !m.AppliesToGateway("mesh") {
 					continue
 				}
 				rm, err := routeMatch(m)

@@ -133,8 +133,11 @@ func headerValueOptions(ops model.HeaderOps) []*core.HeaderValueOption {
 // redirectAction is Envoy's RedirectAction for a rule's redirect.
 func redirectAction(rd *model.HTTPRedirect) *route.RedirectAction {
 	a := &route.RedirectAction{HostRedirect: rd.Authority, PortRedirect: uint32(rd.Port)}
-	if rd.URI != "" {
+	switch {
+	case rd.URI != "":
 		a.PathRewriteSpecifier = &route.RedirectAction_PathRedirect{PathRedirect: rd.URI}
+	case rd.PrefixRewrite != "":
+		a.PathRewriteSpecifier = &route.RedirectAction_PrefixRewrite{PrefixRewrite: rd.PrefixRewrite}
 	}
 	if rd.Scheme != "" {
 		a.SchemeRewriteSpecifier = &route.RedirectAction_SchemeRedirect{SchemeRedirect: rd.Scheme}

@@ -22,8 +22,8 @@ import (
 //
 // It returns the ports in scope and the set of their hosts (nil when unscoped).
 func (b *builder) scopePorts(all []servicePort) ([]servicePort, map[string]bool) {
-	if b.proxy == nil {
-		return all, nil
+	if b.proxy == nil || b.proxy.Role == model.RoleGateway {
+		return all, nil // Sidecar resources do not apply to gateways, as in Istio
 	}
 	labels := b.proxy.Labels
 	if w := b.workloads[b.proxy.Workload]; w != nil && len(labels) == 0 {

@@ -71,7 +71,7 @@ func ForProxy(mesh *model.Mesh, proxy *model.Proxy) (*Resources, error) {
 
 func forProxy(idx *Index, proxy *model.Proxy) (*Resources, error) {
 	if proxy != nil {
-		if proxy.Role != "" && proxy.Role != model.RoleSidecar {
+		if proxy.Role != "" && proxy.Role != model.RoleSidecar && proxy.Role != model.RoleGateway {
 			return nil, fmt.Errorf("proxy %s: role %q: %w", proxy.ID, proxy.Role, ErrUnsupportedProxy)
 		}
 		if proxy.Capture != "" && proxy.Capture != model.CaptureNone && proxy.Capture != model.CaptureIPTables {
@@ -85,11 +85,20 @@ func forProxy(idx *Index, proxy *model.Proxy) (*Resources, error) {
 		Secrets:   b.secrets(),
 	}
 	var err error
-	if res.Routes, err = b.routes(); err != nil {
-		return nil, err
-	}
-	if res.Listeners, err = b.listeners(); err != nil {
-		return nil, err
+	if b.gateway() {
+		if res.Routes, err = b.gatewayRoutes(); err != nil {
+			return nil, err
+		}
+		if res.Listeners, err = b.gatewayListeners(); err != nil {
+			return nil, err
+		}
+	} else {
+		if res.Routes, err = b.routes(); err != nil {
+			return nil, err
+		}
+		if res.Listeners, err = b.listeners(); err != nil {
+			return nil, err
+		}
 	}
 	if b.err != nil {
 		return nil, b.err
@@ -132,6 +141,9 @@ func newBuilder(idx *Index, proxy *model.Proxy) *builder {
 	b.ports = b.exported(b.ports)
 	return b
 }
+
+// gateway reports whether the proxy is a gateway (gateway.go).
+func (b *builder) gateway() bool { return b.proxy != nil && b.proxy.Role == model.RoleGateway }
 
 // servicePort finds a service port by hostname and number.
 func (b *builder) servicePort(host string, port int) (servicePort, bool) {

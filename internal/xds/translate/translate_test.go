@@ -253,9 +253,9 @@ func TestErrors(t *testing.T) {
 		wantMsg string
 	}{
 		{
-			name:    "gateway role",
+			name:    "unknown role",
 			mesh:    &model.Mesh{},
-			proxy:   &model.Proxy{ID: "gw", Role: model.RoleGateway},
+			proxy:   &model.Proxy{ID: "gw", Role: "waypoint"},
 			wantErr: ErrUnsupportedProxy,
 		},
 		{

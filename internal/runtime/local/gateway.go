@@ -1,0 +1,165 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"skein.dev/skein/internal/config/gatewayapi"
+	"skein.dev/skein/internal/model"
+	"skein.dev/skein/internal/runtime/local/supervisor"
+)
+
+// startGateway starts a gateway proxy: `skein proxy` in the gateway role, in the host's
+// network (so clients on the host reach its listeners on 127.0.0.1 or the Gateway's
+// addresses, in both isolation modes), configured only by xDS. It has no app and no
+// inbound ports: the listeners come from the Gateways that select its labels.
+func (m *Mesh) startGateway(ctx context.Context, w *model.Workload, index int) (*replicaRun, error) {
+	ports, err := supervisor.AllocatePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	r := &replicaRun{index: index, client: &http.Client{Timeout: time.Second}, adminPort: ports[0], metricsPort: ports[1]}
+	r.proxy = model.Proxy{
+		ID:             fmt.Sprintf("%s-%d.%s", w.Name, index, w.Namespace),
+		Role:           model.RoleGateway,
+		Workload:       w.NamespacedName,
+		Replica:        index,
+		Labels:         w.Labels,
+		ServiceAccount: w.ServiceAccount,
+		Capture:        model.CaptureNone,
+		IP:             "127.0.0.1",
+	}
+	r.users = m.usersFor()
+	if r.identity, err = m.sec.forReplica(ctx, r.proxy, r.users.app); err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			r.stop()
+		}
+	}()
+	if r.users.sidecar >= 0 {
+		// Only the proxy's user can read its credential (users.go).
+		if err := proxyReadableToken(r.identity, r.users.sidecar, r.users.sidecar); err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
+		}
+	}
+	nodeJSON, err := json.Marshal(r.proxy)
+	if err != nil {
+		return nil, err
+	}
+	logDir := filepath.Join(m.opts.StateDir, "logs")
+	log, err := openLog(filepath.Join(logDir, r.proxy.ID+".proxy.log"))
+	if err != nil {
+		return nil, err
+	}
+	proxyCmd := m.sidecarCommand(r, string(nodeJSON), logDir)
+	var extra []*os.File
+	if r.users.sidecar >= 0 {
+		if extra, err = r.inheritAccessLog(proxyCmd); err != nil {
+			return nil, err
+		}
+	}
+	r.sidecar, err = supervisor.Start(ctx, supervisor.Spec{
+		Name:       r.proxy.ID + "/proxy",
+		Command:    asUser(m.opts.Self, "", r.users.sidecar, proxyCmd),
+		Env:        os.Environ(),
+		Stdout:     log,
+		Stderr:     log,
+		ExtraFiles: extra,
+	}, m.logger)
+	if err != nil {
+		return nil, fmt.Errorf("gateway proxy: %w", err)
+	}
+	r.waitReady(ctx, 10*time.Second)
+	started = true
+	return r, nil
+}
+
+// gatewaySockets lists where a gateway proxy listens, for the startup lines.
+func gatewaySockets(cfg *model.Mesh, p model.Proxy) string {
+	var out []string
+	seen := map[string]bool{}
+	for _, g := range cfg.GatewaysFor(p.Workload.Namespace, p.Labels) {
+		for _, l := range g.Listeners {
+			addr := l.Address
+			if addr == "" {
+				addr = "127.0.0.1"
+			}
+			s := strings.ToLower(string(l.Protocol)) + "://" + net.JoinHostPort(addr, strconv.Itoa(l.Port))
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return "(no listeners)"
+	}
+	return strings.Join(out, " ")
+}
+
+// Objects implements api.ObjectsBackend: the Gateway API objects of the current config
+// with their status, conditions stamped with the time that config was accepted.
+func (m *Mesh) Objects(kind string) []*model.Object {
+	m.mu.Lock()
+	cfg, at := m.cfg, m.cfgAcceptedAt
+	m.mu.Unlock()
+	var out []*model.Object
+	for _, o := range cfg.Objects {
+		if kind != "" && o.Kind != kind {
+			continue
+		}
+		c := *o
+		c.Manifest = deepCopy(o.Manifest)
+		gatewayapi.StampTimes(c.Manifest, at)
+		out = append(out, &c)
+	}
+	return out
+}
+
+// deepCopy copies a JSON-compatible map: the config's objects are shared and immutable.
+func deepCopy(m map[string]any) map[string]any {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	var out map[string]any
+	_ = json.Unmarshal(data, &out)
+	return out
+}
+
+// gatewayEndpointsLocked are a gateway workload's endpoints: a gateway has no app
+// ports, but a Service may select it (Istio's istio-egressgateway Service), and then
+// each of the Service's target ports is the gateway proxy's own listener on the host,
+// reached without mesh mTLS (the listener's server decides its TLS). Called with m.mu.
+func (m *Mesh) gatewayEndpointsLocked(w *workloadRun) []model.Endpoint {
+	var eps []model.Endpoint
+	for _, svc := range m.cfg.Services {
+		if svc.Namespace != w.spec.Namespace || !model.Selects(svc.Selector, w.spec.Labels) {
+			continue
+		}
+		for _, p := range svc.Ports {
+			target := p.TargetPort
+			if target == 0 {
+				target = p.Port
+			}
+			for _, r := range w.replicas {
+				eps = append(eps, model.Endpoint{
+					Workload: w.spec.NamespacedName, Replica: r.index, Labels: w.spec.Labels,
+					Address: r.proxy.IP, Port: target, TargetPort: target, Healthy: r.healthy.Load(),
+				})
+			}
+		}
+	}
+	return eps
+}
