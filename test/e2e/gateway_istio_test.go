@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -69,6 +70,15 @@ spec:
   - port: {number: %d, name: https, protocol: HTTPS}
     hosts: [shop.example.com]
     tls: {mode: SIMPLE, credentialName: shop-cert}
+  - port: {number: %d, name: mtls, protocol: HTTPS}
+    hosts: [shop.example.com]
+    tls: {mode: MUTUAL, credentialName: shop-mtls}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: shop-mtls, namespace: istio-system}
+type: kubernetes.io/tls
+data: {tls.crt: %s, tls.key: %s, ca.crt: %s}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -107,15 +117,17 @@ spec:
 // TestIstioIngressGateway: requests from the host to the Istio gateway's servers,
 // and from a sidecar for the VirtualService bound to both the gateway and `mesh`.
 func TestIstioIngressGateway(t *testing.T) {
-	ports, err := supervisor.AllocatePorts(2)
+	ports, err := supervisor.AllocatePorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	httpPort, httpsPort := ports[0], ports[1]
+	httpPort, httpsPort, mtlsPort := ports[0], ports[1], ports[2]
 	ca, caKey := newCA(t)
 	c, k := leaf(t, ca, caKey, "shop.example.com")
+	b64 := base64.StdEncoding.EncodeToString
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
 	dir := t.TempDir()
-	cfg := fmt.Sprintf(istioIngressConfig, base64.StdEncoding.EncodeToString(c), base64.StdEncoding.EncodeToString(k), httpPort, httpsPort)
+	cfg := fmt.Sprintf(istioIngressConfig, b64(c), b64(k), httpPort, httpsPort, mtlsPort, b64(c), b64(k), b64(caPEM))
 	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +174,31 @@ func TestIstioIngressGateway(t *testing.T) {
 		a := s.expect(t, req{port: httpsPort, host: "shop.example.com", path: "/", headers: map[string]string{"x-canary": "true"}, https: true}, 200, "shop-v2")
 		if a.certName != "shop.example.com" {
 			t.Errorf("certificate for %q", a.certName)
+		}
+	})
+	t.Run("MUTUAL needs a client certificate from the Secret's CA", func(t *testing.T) {
+		clientPEM, clientKey := leaf(t, ca, caKey, "client.example.com")
+		clientCert, err := tls.X509KeyPair(clientPEM, clientKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		get := func(certs []tls.Certificate) (int, error) {
+			cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+				TLSClientConfig: &tls.Config{ServerName: "shop.example.com", RootCAs: roots, Certificates: certs}}}
+			hr, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/", mtlsPort), nil)
+			hr.Host = "shop.example.com"
+			resp, err := cl.Do(hr)
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		}
+		if code, err := get([]tls.Certificate{clientCert}); err != nil || code != 200 {
+			t.Errorf("with a client certificate: %d, %v", code, err)
+		}
+		if code, err := get(nil); err == nil {
+			t.Errorf("without a client certificate: %d, want the handshake refused", code)
 		}
 	})
 	t.Run("VirtualService bound to the gateway and mesh: gateway", func(t *testing.T) {
