@@ -218,3 +218,71 @@ func TestIstioIngressGateway(t *testing.T) {
 		}
 	})
 }
+
+// TestGatewayNetns: in isolation netns the workloads are pods; the gateway proxy runs
+// on the host and reaches them on their pod addresses, with mesh mTLS.
+func TestGatewayNetns(t *testing.T) {
+	ports, err := supervisor.AllocatePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`
+apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata: {name: web-v1, labels: {app: web, version: v1}}
+spec:
+  command: ["skein", "echo"]
+  ports: [{containerPort: 8080}]
+---
+apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata: {name: web-v2, labels: {app: web, version: v2}}
+spec:
+  command: ["skein", "echo"]
+  ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v1}
+spec: {selector: {version: v1}, ports: [{name: http, port: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v2}
+spec: {selector: {version: v2}, ports: [{name: http, port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: skein}
+spec: {controllerName: skein.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: skein
+  listeners: [{name: http, port: %d, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web}
+spec:
+  parentRefs: [{name: edge}]
+  rules:
+  - matches: [{path: {value: /v2}}]
+    backendRefs: [{name: web-v2, port: 8080}]
+  - backendRefs: [{name: web-v1, port: 8080}]
+`, ports[0])
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &gwSuite{plain: &http.Client{Timeout: 10 * time.Second}}
+	s.m = startMeshWith(t, dir, "netns")
+	deadline := time.Now().Add(20 * time.Second)
+	for s.do(t, req{port: ports[0], host: "web", path: "/"}).status != 200 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.expect(t, req{port: ports[0], host: "web", path: "/v2/x"}, 200, "web-v2")
+	s.expect(t, req{port: ports[0], host: "web", path: "/"}, 200, "web-v1")
+}
