@@ -73,6 +73,33 @@ spec:
   - port: {number: %d, name: mtls, protocol: HTTPS}
     hosts: [shop.example.com]
     tls: {mode: MUTUAL, credentialName: shop-mtls}
+  - port: {number: %d, name: pass, protocol: TLS}
+    hosts: [pass.example.com]
+    tls: {mode: PASSTHROUGH}
+---
+apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata: {name: tls-backend, labels: {app: tls-backend}}
+spec:
+  command: ["skein", "echo", "--tls-cert", "%s", "--tls-key", "%s"]
+  ports: [{containerPort: 8443}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: tls-backend}
+spec:
+  selector: {app: tls-backend}
+  ports: [{name: tls, port: 443, targetPort: 8443}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: pass}
+spec:
+  hosts: [pass.example.com]
+  gateways: [istio-system/shop-gateway]
+  tls:
+  - match: [{sniHosts: [pass.example.com]}]
+    route: [{destination: {host: tls-backend, port: {number: 443}}}]
 ---
 apiVersion: v1
 kind: Secret
@@ -117,17 +144,28 @@ spec:
 // TestIstioIngressGateway: requests from the host to the Istio gateway's servers,
 // and from a sidecar for the VirtualService bound to both the gateway and `mesh`.
 func TestIstioIngressGateway(t *testing.T) {
-	ports, err := supervisor.AllocatePorts(3)
+	ports, err := supervisor.AllocatePorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	httpPort, httpsPort, mtlsPort := ports[0], ports[1], ports[2]
+	httpPort, httpsPort, mtlsPort, passPort := ports[0], ports[1], ports[2], ports[3]
 	ca, caKey := newCA(t)
 	c, k := leaf(t, ca, caKey, "shop.example.com")
 	b64 := base64.StdEncoding.EncodeToString
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
 	dir := t.TempDir()
-	cfg := fmt.Sprintf(istioIngressConfig, b64(c), b64(k), httpPort, httpsPort, mtlsPort, b64(c), b64(k), b64(caPEM))
+	// The passthrough backend's certificate, readable by the backend's own user.
+	passCert, passKey := leaf(t, ca, caKey, "pass.example.com")
+	certDir, err := os.MkdirTemp("", "skein-istio-gw-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(certDir) })
+	_ = os.Chmod(certDir, 0o755)
+	certFile, keyFile := filepath.Join(certDir, "pass.crt"), filepath.Join(certDir, "pass.key")
+	_ = os.WriteFile(certFile, passCert, 0o644)
+	_ = os.WriteFile(keyFile, passKey, 0o644) // a throwaway test key
+	cfg := fmt.Sprintf(istioIngressConfig, b64(c), b64(k), httpPort, httpsPort, mtlsPort, passPort, certFile, keyFile, b64(c), b64(k), b64(caPEM))
 	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +237,12 @@ func TestIstioIngressGateway(t *testing.T) {
 		}
 		if code, err := get(nil); err == nil {
 			t.Errorf("without a client certificate: %d, want the handshake refused", code)
+		}
+	})
+	t.Run("PASSTHROUGH by SNI to the backend's own TLS", func(t *testing.T) {
+		a := s.do(t, req{port: passPort, host: "pass.example.com", path: "/p", https: true})
+		if a.status != 200 || a.backend != "tls-backend" || a.certName != "pass.example.com" {
+			t.Errorf("%d from %q with certificate %q, want 200 from tls-backend with pass.example.com", a.status, a.backend, a.certName)
 		}
 	})
 	t.Run("VirtualService bound to the gateway and mesh: gateway", func(t *testing.T) {
