@@ -34,9 +34,14 @@ func Serve(ctx context.Context, ln net.Listener, opts Options) error {
 	gs.RegisterService(echoServiceDesc(), &grpcEcho{opts: opts, caller: c})
 
 	plain := &httpHandler{opts: opts, caller: c, log: opts.Logger, ledger: newLedger()}
+	ws := webSocketHandler(opts.Identity)
 	dispatch := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			gs.ServeHTTP(w, r)
+			return
+		}
+		if isWebSocket(r) {
+			ws.ServeHTTP(w, r)
 			return
 		}
 		plain.ServeHTTP(w, r)

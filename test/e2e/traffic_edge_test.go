@@ -1,16 +1,19 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +22,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"skein.dev/skein/internal/echo"
 )
 
 // startExternal runs a `skein echo` outside the mesh (no sidecar, not in the registry)
@@ -82,6 +95,30 @@ metadata: {name: web}
 spec:
   selector: {app: web}
   ports: [{name: http, port: 8080}]
+---
+# The same workload port as HTTP/2 (h2c), gRPC, and by appProtocol.
+apiVersion: v1
+kind: Service
+metadata: {name: web-h2}
+spec:
+  selector: {app: web}
+  ports: [{name: http2-web, port: 8081, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-grpc}
+spec:
+  selector: {app: web}
+  ports: [{name: tcp-legacy, appProtocol: grpc, port: 9090, targetPort: 8080}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web-grpc}
+spec:
+  hosts: [web-grpc]
+  http:
+  - match: [{uri: {prefix: /skein.echo}}, {uri: {prefix: /grpc.health}}]
+    route: [{destination: {host: web-grpc}}]
 ---
 # DNS resolution: the endpoint is a name the proxy resolves (localhost).
 apiVersion: networking.istio.io/v1
@@ -297,6 +334,7 @@ func TestTrafficEdge(t *testing.T) {
 	}
 
 	t.Run("tls passthrough", func(t *testing.T) { checkTLSPassthrough(t, m.execEnv("client")) })
+	checkProtocols(t, m, m.execEnv("client"))
 
 	envs := map[string]map[string]string{"client": m.execEnv("client"), "client2": m.execEnv("client2")}
 	tcpCases := []struct {
@@ -381,6 +419,117 @@ func checkTLSPassthrough(t *testing.T, env map[string]string) {
 			}
 		})
 	}
+}
+
+// checkProtocols: the protocols a sidecar carries, each through two sidecars (client's
+// per-upstream port → web's sidecar → web): h2c end to end, gRPC status and message
+// through trailers, the proxy's own answer as a gRPC status, WebSocket upgrade.
+func checkProtocols(t *testing.T, m *mesh, env map[string]string) {
+	addr := func(v string) string {
+		t.Helper()
+		if env[v] == "" {
+			t.Fatalf("client env has no %s", v)
+		}
+		return net.JoinHostPort("127.0.0.1", env[v])
+	}
+	t.Run("h2c by port name http2", func(t *testing.T) {
+		client := &http.Client{Transport: &http2.Transport{AllowHTTP: true,
+			DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, a)
+			}}, Timeout: 10 * time.Second}
+		resp, err := client.Get("http://" + addr("WEB_H2_SERVICE_PORT_HTTP2_WEB") + "/h2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got struct{ Workload, Proto string }
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		if resp.ProtoMajor != 2 || got.Workload != "web" || got.Proto != "HTTP/2.0" {
+			t.Errorf("client got %s, backend %q saw %q: want HTTP/2 on both ends", resp.Proto, got.Workload, got.Proto)
+		}
+	})
+	conn, err := grpc.NewClient(addr("WEB_GRPC_SERVICE_PORT_TCP_LEGACY"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	grpcCases := []struct {
+		name     string
+		req      map[string]any
+		method   string // "" is echo's unary method
+		deadline time.Duration
+		want     codes.Code
+		wantMsg  string
+	}{
+		{name: "grpc ok by appProtocol", req: map[string]any{"message": "hi"}, want: codes.OK},
+		{name: "grpc status and message in trailers", req: map[string]any{echo.FieldGRPCStatus: 5}, want: codes.NotFound, wantMsg: "requested status NotFound"},
+		{name: "grpc resource exhausted", req: map[string]any{echo.FieldGRPCStatus: 8}, want: codes.ResourceExhausted},
+		{name: "grpc deadline", req: map[string]any{echo.FieldLatency: "3s"}, deadline: 300 * time.Millisecond, want: codes.DeadlineExceeded},
+		{name: "grpc no route is UNIMPLEMENTED", method: "/other.Service/Call", want: codes.Unimplemented},
+	}
+	for _, tc := range grpcCases {
+		t.Run(tc.name, func(t *testing.T) {
+			cctx := ctx
+			if tc.deadline > 0 {
+				var cancel context.CancelFunc
+				cctx, cancel = context.WithTimeout(ctx, tc.deadline)
+				defer cancel()
+			}
+			start := time.Now()
+			var err error
+			if tc.method != "" {
+				err = conn.Invoke(cctx, tc.method, &emptypb.Empty{}, &emptypb.Empty{})
+			} else {
+				_, err = echo.CallGRPC(cctx, conn, tc.req)
+			}
+			st := status.Convert(err)
+			if st.Code() != tc.want || !strings.Contains(st.Message(), tc.wantMsg) {
+				t.Errorf("status %v %q, want %v containing %q", st.Code(), st.Message(), tc.want, tc.wantMsg)
+			}
+			if tc.deadline > 0 && time.Since(start) > 2*time.Second {
+				t.Errorf("a %v deadline took %v", tc.deadline, time.Since(start))
+			}
+		})
+	}
+	t.Run("websocket upgrade", func(t *testing.T) {
+		cfg, err := websocket.NewConfig("ws://"+addr("WEB_SERVICE_PORT_HTTP")+echo.WebSocketPath, "http://client/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Dialer = &net.Dialer{Timeout: 5 * time.Second}
+		ws, err := websocket.DialConfig(cfg)
+		if err != nil {
+			t.Fatalf("WebSocket through two sidecars: %v\n%s", err, m.logs())
+		}
+		defer ws.Close()
+		_ = ws.SetDeadline(time.Now().Add(10 * time.Second))
+		var greeting string
+		if err := websocket.Message.Receive(ws, &greeting); err != nil || greeting != "web" {
+			t.Fatalf("greeting %q, %v", greeting, err)
+		}
+		for _, msg := range []string{"ping", strings.Repeat("x", 70000)} {
+			if err := websocket.Message.Send(ws, msg); err != nil {
+				t.Fatal(err)
+			}
+			// The echo writes back what it reads, so a long message may come back in
+			// several frames.
+			var back string
+			for len(back) < len(msg) {
+				var part string
+				if err := websocket.Message.Receive(ws, &part); err != nil {
+					t.Fatalf("echo of %d bytes: got %d bytes, %v", len(msg), len(back), err)
+				}
+				back += part
+			}
+			if back != msg {
+				t.Fatalf("echo of %d bytes differs", len(msg))
+			}
+		}
+	})
 }
 
 // startTLSServer serves TLS on a free loopback port with a self-signed certificate

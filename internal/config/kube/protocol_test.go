@@ -34,6 +34,13 @@ func TestPortProtocol(t *testing.T) {
 		{"x", "grpc", model.ProtocolGRPC},
 		{"x", "http2", model.ProtocolHTTP2},
 		{"http", "spdy", model.ProtocolUnknown}, // appProtocol wins even when unknown, as in Istio
+		{"tcp", "kubernetes.io/ws", model.ProtocolHTTP},
+		{"tcp", "kubernetes.io/wss", model.ProtocolHTTP},
+		{"tcp", "http-v1", model.ProtocolHTTP}, // appProtocol read up to "-", as a name
+		{"tcp", "grpc-web", model.ProtocolHTTP},
+		{"x", "HTTP2", model.ProtocolHTTP2},
+		{"http_proxy", "", model.ProtocolHTTP},
+		{"udp", "", model.ProtocolUnknown},
 	}
 	for _, tt := range tests {
 		if got := PortProtocol(tt.name, tt.appProtocol); got != tt.want {

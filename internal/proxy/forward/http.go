@@ -14,6 +14,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -443,6 +444,13 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	c := st.cluster
 	http2 := c.HTTP2 || c.UseDownstreamProtocol && req.ProtoMajor == 2
+	if req.Header.Get("Upgrade") != "" {
+		// An HTTP/1.1 Upgrade (WebSocket) cannot cross an HTTP/2 connection (that
+		// would need extended CONNECT, RFC 8441): such a request goes upstream over
+		// HTTP/1.1 whatever the cluster's protocol, so upgrades work on ports shared
+		// with HTTP/2 and gRPC.
+		http2 = false
+	}
 	ctx := context.WithValue(req.Context(), connectTimeoutKey, c.ConnectTimeout)
 	if c.BindAddress != "" {
 		ctx = context.WithValue(ctx, bindKey, c.BindAddress)
@@ -512,7 +520,14 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 				cancel()
 				return nil, err
 			}
-			resp.Body = &doneBody{ReadCloser: resp.Body, done: func() { done(); cancel() }}
+			end := func() { done(); cancel() }
+			if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+				// An upgraded connection (WebSocket): ReverseProxy copies both ways
+				// through the body, so it must stay writable.
+				resp.Body = &doneUpgradedBody{ReadWriteCloser: rw, done: end}
+				return resp, nil
+			}
+			resp.Body = &doneBody{ReadCloser: resp.Body, done: end}
 			return resp, nil
 		}
 		if req.Context().Err() != nil || !retryable(policy, resp, err, perTry) {
@@ -550,6 +565,19 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 	}
+}
+
+// doneUpgradedBody is doneBody for the connection of a 101 Switching Protocols answer.
+type doneUpgradedBody struct {
+	io.ReadWriteCloser
+	done func()
+	once sync.Once
+}
+
+func (b *doneUpgradedBody) Close() error {
+	err := b.ReadWriteCloser.Close()
+	b.once.Do(b.done)
+	return err
 }
 
 // doneBody ends the endpoint's active-request count when the response is consumed.
@@ -595,6 +623,7 @@ func (f *Forwarder) writeError(w http.ResponseWriter, r *http.Request, err error
 	default:
 		// The upstream reset or closed the stream before answering.
 		flag = streaminfo.UpstreamConnectionTermination
+		f.log.Debug("upstream error", "path", r.URL.Path, "err", err)
 	}
 	if rec, ok := w.(*recorder); ok {
 		rec.info.Flags |= flag
