@@ -686,7 +686,9 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: {name: grpc, namespace: gw}
 spec:
-  parentRefs: [{name: same-namespace, sectionName: http}]
+  parentRefs:
+  - {name: same-namespace, sectionName: http}
+  - {name: same-namespace, sectionName: same-only}   # allowedRoutes.kinds: HTTPRoute only
   hostnames: [grpc.example.com]
   rules:
   - matches: [{method: {service: skein.echo.v1.Echo, method: Echo}}]

@@ -591,6 +591,10 @@ func TestGatewayAPI(t *testing.T) {
 		if err != nil || !strings.Contains(out, "reason: BackendNotFound") {
 			t.Errorf("skein get httproute invalid: %v\n%s", err, out)
 		}
+		out, err = s.m.skein("get", "grpcroute", "grpc", "-n", "gw", "-o", "yaml")
+		if err != nil || strings.Count(out, "reason: Accepted") != 1 || strings.Count(out, "reason: NotAllowedByListeners") != 1 {
+			t.Errorf("skein get grpcroute grpc: one parent accepts, the HTTPRoute-only listener does not: %v\n%s", err, out)
+		}
 		out, err = s.m.skein("get", "gateway", "-A")
 		if err != nil || !strings.Contains(out, "other-class") || !strings.Contains(out, "Unknown") {
 			t.Errorf("skein get gateway -A: %v\n%s", err, out)
