@@ -399,7 +399,17 @@ func (b *builder) captureDomains(sp servicePort) []string {
 func (b *builder) fallbackVirtualHost() *route.VirtualHost {
 	name, cluster := AllowAnyVirtualHostName, PassthroughClusterName
 	if b.mesh.RegistryOnly() {
-		name, cluster = BlockAllVirtualHostName, BlackHoleClusterName
+		// As Istio: an HTTP request for a host no service or ServiceEntry claims is
+		// answered 502 by the sidecar itself (TCP goes to BlackHoleCluster instead).
+		return &route.VirtualHost{
+			Name:    BlockAllVirtualHostName,
+			Domains: []string{"*"},
+			Routes: []*route.Route{{
+				Name:   BlockAllVirtualHostName,
+				Match:  &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &route.Route_DirectResponse{DirectResponse: &route.DirectResponseAction{Status: 502}},
+			}},
+		}
 	}
 	return &route.VirtualHost{
 		Name:    name,
