@@ -396,6 +396,12 @@ func TestGatewayAPI(t *testing.T) {
 				t.Errorf("Stream through the gateway: %v, want Unimplemented (no route)", err)
 			}
 		})
+		t.Run("regular expression service and method", func(t *testing.T) {
+			msgs, err := echo.StreamGRPC(metadata.AppendToOutgoingContext(ctx, "x-regex", "yes"), conn, map[string]any{"count": 3})
+			if err != nil || len(msgs) != 3 {
+				t.Errorf("Stream matched by regex: %d messages, %v", len(msgs), err)
+			}
+		})
 		t.Run("service match with header", func(t *testing.T) {
 			hctx := metadata.AppendToOutgoingContext(ctx, "x-health", "yes")
 			hr, err := healthpb.NewHealthClient(conn).Check(hctx, &healthpb.HealthCheckRequest{})
@@ -502,6 +508,38 @@ func TestGatewayAPI(t *testing.T) {
 			if a.path != "/one" || a.host != "rewritten.example.org" {
 				t.Errorf("backend saw %s%s, want rewritten.example.org/one", a.host, a.path)
 			}
+		})
+
+		t.Run("CORS preflight from an allowed origin", func(t *testing.T) {
+			hr, _ := http.NewRequest(http.MethodOptions, fmt.Sprintf("http://127.0.0.1:%d/cors", e.HTTP), nil)
+			hr.Host = "extended.example.com"
+			hr.Header.Set("Origin", "https://www.example.org")
+			hr.Header.Set("Access-Control-Request-Method", "PUT")
+			resp, err := s.plain.Do(hr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "https://www.example.org" || !strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "PUT") {
+				t.Errorf("preflight: %d %v", resp.StatusCode, resp.Header)
+			}
+		})
+		t.Run("CORS request from an origin not allowed", func(t *testing.T) {
+			a := s.expect(t, req{port: e.HTTP, host: "extended.example.com", path: "/cors", headers: map[string]string{"Origin": "https://evil.example.net"}}, 200, v1)
+			if a.header.Get("Access-Control-Allow-Origin") != "" {
+				t.Errorf("Access-Control-Allow-Origin %q for a foreign origin", a.header.Get("Access-Control-Allow-Origin"))
+			}
+		})
+		t.Run("retry on a listed code", func(t *testing.T) {
+			// The backend fails the first attempt of this request id with 500.
+			id := fmt.Sprintf("gw-retry-%d", time.Now().UnixNano())
+			s.expect(t, req{port: e.HTTP, host: "extended.example.com", path: "/retry", headers: map[string]string{
+				"X-Request-Id": id, echo.HeaderFail: "1", echo.HeaderFailStatus: "500"}}, 200, v1)
+		})
+		t.Run("no retry past attempts", func(t *testing.T) {
+			id := fmt.Sprintf("gw-retry-%d", time.Now().UnixNano())
+			s.expect(t, req{port: e.HTTP, host: "extended.example.com", path: "/retry", headers: map[string]string{
+				"X-Request-Id": id, echo.HeaderFail: "5", echo.HeaderFailStatus: "500"}}, 500, v1) // the backend's own 500, after 3 attempts
 		})
 
 		seen := func(t *testing.T, ledger, id string) int {
