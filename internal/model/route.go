@@ -74,6 +74,11 @@ type RetryPolicy struct {
 	RetriableStatusCodes []int `json:"retriableStatusCodes,omitempty"`
 	// Budget, when set, caps retries as Linkerd does (a skein extension).
 	Budget *RetryBudget `json:"budget,omitempty"`
+	// BackOff is the base interval between retries (0: Envoy's 25 ms).
+	BackOff time.Duration `json:"backOff,omitempty"`
+	// IgnorePreviousHosts false lets a retry go to an endpoint already tried (nil or
+	// true: retries prefer other endpoints, Istio's default).
+	IgnorePreviousHosts *bool `json:"ignorePreviousHosts,omitempty"`
 }
 
 // DefaultRetryPolicy is Istio's retry policy for routes that set none: two retries on

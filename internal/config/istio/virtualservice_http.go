@@ -53,6 +53,8 @@ func init() {
 		"istio.networking.v1alpha3.HTTPRetry.attempts",
 		"istio.networking.v1alpha3.HTTPRetry.per_try_timeout",
 		"istio.networking.v1alpha3.HTTPRetry.retry_on",
+		"istio.networking.v1alpha3.HTTPRetry.backoff",
+		"istio.networking.v1alpha3.HTTPRetry.retry_ignore_previous_hosts",
 
 		"istio.networking.v1alpha3.HTTPRoute.fault",
 		"istio.networking.v1alpha3.HTTPFaultInjection.delay",
@@ -281,6 +283,16 @@ func retries(rt *networking.HTTPRetry, path string, is *issues) *model.RetryPoli
 			is.add(strict.Field(path, "perTryTimeout"), "perTryTimeout must be at least 1ms")
 		}
 		out.PerTryTimeout = d
+	}
+	if b := rt.GetBackoff(); b != nil {
+		if err := b.CheckValid(); err != nil || b.AsDuration() < time.Millisecond {
+			is.add(strict.Field(path, "backoff"), "backoff must be at least 1ms")
+		}
+		out.BackOff = b.AsDuration()
+	}
+	if v := rt.GetRetryIgnorePreviousHosts(); v != nil {
+		b := v.GetValue()
+		out.IgnorePreviousHosts = &b
 	}
 	if on := rt.GetRetryOn(); on != "" {
 		out.RetryOn, out.RetriableStatusCodes = nil, nil

@@ -91,8 +91,11 @@ func TestDecodeRouteActions(t *testing.T) {
 	}
 	r = routeNamed(t, rcs, "explicit")
 	if p := r.Retry; p == nil || p.NumRetries != 3 || p.PerTryTimeout != 200*time.Millisecond || p.On != Retry5xx|RetryGatewayError|RetryRetriableStatusCodes ||
-		len(p.StatusCodes) != 1 || p.StatusCodes[0] != 418 || !p.PreviousHosts || p.HostSelectionAttempts != 5 || p.BaseInterval != 25*time.Millisecond || p.MaxInterval != 250*time.Millisecond {
+		len(p.StatusCodes) != 1 || p.StatusCodes[0] != 418 || p.PreviousHosts || p.HostSelectionAttempts != 5 || p.BaseInterval != 100*time.Millisecond || p.MaxInterval != time.Second {
 		t.Errorf("explicit retries: %+v", r.Retry)
+	}
+	if r := routeNamed(t, rcs, "default"); r.Retry == nil || !r.Retry.PreviousHosts || r.Retry.BaseInterval != 25*time.Millisecond || r.Retry.MaxInterval != 250*time.Millisecond {
+		t.Errorf("default retries: %+v", r.Retry)
 	}
 	if r := routeNamed(t, rcs, "off"); r.Retry != nil {
 		t.Errorf("retries off: %+v", r.Retry)

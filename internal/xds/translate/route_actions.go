@@ -193,6 +193,12 @@ func (b *builder) retryPolicy(p *model.RetryPolicy) *route.RetryPolicy {
 		}},
 		HostSelectionRetryMaxAttempts: hostSelectionAttempts,
 	}
+	if p.IgnorePreviousHosts != nil && !*p.IgnorePreviousHosts {
+		out.RetryHostPredicate = nil
+	}
+	if p.BackOff > 0 {
+		out.RetryBackOff = &route.RetryPolicy_RetryBackOff{BaseInterval: durationpb.New(p.BackOff)}
+	}
 	for _, c := range p.RetriableStatusCodes {
 		out.RetriableStatusCodes = append(out.RetriableStatusCodes, uint32(c))
 	}
