@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -624,6 +626,18 @@ func TestGatewayAPI(t *testing.T) {
 			if !strings.Contains(out, want) {
 				t.Errorf("skein get gateway -o yaml lacks %q:\n%s", want, out)
 			}
+		}
+		first := out
+		// An edit that changes nothing of this Gateway's status keeps its transition times.
+		if err := os.WriteFile(filepath.Join(s.m.configDir, "extra.yaml"), []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: unrelated}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(s.m.out.String(), "config accepted (generation 2)") && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if again, _ := s.m.skein("get", "gateway", "same-namespace", "-n", "gw", "-o", "yaml"); again != first {
+			t.Errorf("status changed after an unrelated edit:\n%s\n---\n%s", first, again)
 		}
 		out, err = s.m.skein("get", "httproute", "invalid", "-n", "gw", "-o", "yaml")
 		if err != nil || !strings.Contains(out, "reason: BackendNotFound") {
