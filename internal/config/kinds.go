@@ -121,6 +121,7 @@ func kinds() []kind {
 					return nil, nil, issues
 				}
 				dr, issues := istio.DestinationRule(nn, &spec, suffix)
+				issues = append(issues, istio.ApplyLBAnnotations(dr, annotationsOf(data))...)
 				return dr, &spec, issues
 			},
 			references: func(ns string, spec any, cat *istio.Catalog) []strict.Issue {
@@ -273,4 +274,13 @@ func decodeJSON(data []byte, v any) error {
 		return fmt.Errorf("decoding: %w", err)
 	}
 	return nil
+}
+
+// annotationsOf reads metadata.annotations of a checked document.
+func annotationsOf(data []byte) map[string]string {
+	var env istioEnvelope
+	if decodeJSON(data, &env) != nil {
+		return nil
+	}
+	return env.Annotations
 }

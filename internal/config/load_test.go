@@ -166,9 +166,9 @@ spec:
 		DestinationRules: []*model.DestinationRule{{
 			NamespacedName: model.NamespacedName{Namespace: "default", Name: "d"},
 			Host:           "catalog.default.svc.cluster.local",
-			TrafficPolicy:  &model.TrafficPolicy{LoadBalancer: model.LBRoundRobin},
+			TrafficPolicy:  &model.TrafficPolicy{LoadBalancer: &model.LoadBalancerSettings{Simple: model.LBRoundRobin}},
 			Subsets: []model.Subset{{Name: "v1", Labels: map[string]string{"v": "1"},
-				TrafficPolicy: &model.TrafficPolicy{LoadBalancer: model.LBLeastRequest}}},
+				TrafficPolicy: &model.TrafficPolicy{LoadBalancer: &model.LoadBalancerSettings{Simple: model.LBLeastRequest}}}},
 			Source: model.Source{File: "f.yaml", Line: 12},
 		}},
 	}
@@ -206,7 +206,7 @@ func TestLoadPaths(t *testing.T) {
 }
 
 func FuzzLoadBytes(f *testing.F) {
-	for _, dir := range []string{"smoke", "folder/sub", "errors", "semantic", "unsupported", "references", "security", "security-errors", "sidecar", "sidecar-errors", "serviceentry", "serviceentry-errors", "routing", "routing-errors", "routing-references"} {
+	for _, dir := range []string{"smoke", "folder/sub", "errors", "semantic", "unsupported", "references", "security", "security-errors", "sidecar", "sidecar-errors", "serviceentry", "serviceentry-errors", "routing", "routing-errors", "routing-references", "trafficpolicy", "trafficpolicy-errors"} {
 		files, _ := filepath.Glob(filepath.Join("testdata", dir, "*.y*ml"))
 		for _, file := range files {
 			data, err := os.ReadFile(file)

@@ -349,21 +349,16 @@ type TCPRoute struct {
 	Destinations []RouteDestination `json:"destinations"`
 }
 
-// LoadBalancer names a simple load-balancing algorithm.
-type LoadBalancer string
-
-const (
-	LBDefault      LoadBalancer = ""
-	LBRoundRobin   LoadBalancer = "ROUND_ROBIN"
-	LBLeastRequest LoadBalancer = "LEAST_REQUEST"
-)
-
-// TrafficPolicy is the subset of DestinationRule trafficPolicy skein honours so far.
+// TrafficPolicy is a DestinationRule trafficPolicy (top level, per subset or per port).
+// A nil component means "not set here": merging (EffectiveTrafficPolicy) takes it from
+// the level below, as Istio does.
 type TrafficPolicy struct {
-	LoadBalancer LoadBalancer `json:"loadBalancer,omitempty"`
+	LoadBalancer     *LoadBalancerSettings `json:"loadBalancer,omitempty"`
+	ConnectionPool   *ConnectionPool       `json:"connectionPool,omitempty"`
+	OutlierDetection *OutlierDetection     `json:"outlierDetection,omitempty"`
 	// TLS is trafficPolicy.tls; nil leaves the decision to auto-mTLS.
 	TLS *ClientTLS `json:"tls,omitempty"`
-	// PortLevel is trafficPolicy.portLevelSettings (TLS only so far).
+	// PortLevel is trafficPolicy.portLevelSettings.
 	PortLevel []PortTrafficPolicy `json:"portLevel,omitempty"`
 }
 

@@ -86,8 +86,11 @@ type ClientTLS struct {
 
 // PortTrafficPolicy is one entry of trafficPolicy.portLevelSettings.
 type PortTrafficPolicy struct {
-	Port int        `json:"port"`
-	TLS  *ClientTLS `json:"tls,omitempty"`
+	Port             int                   `json:"port"`
+	LoadBalancer     *LoadBalancerSettings `json:"loadBalancer,omitempty"`
+	ConnectionPool   *ConnectionPool       `json:"connectionPool,omitempty"`
+	OutlierDetection *OutlierDetection     `json:"outlierDetection,omitempty"`
+	TLS              *ClientTLS            `json:"tls,omitempty"`
 }
 
 // EffectivePeerAuthentication resolves the mTLS mode of one workload port with Istio's

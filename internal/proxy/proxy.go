@@ -254,11 +254,17 @@ func NodeProto(p *model.Proxy) (*corev3.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding node metadata: %w", err)
 	}
-	return &corev3.Node{
+	node := &corev3.Node{
 		Id:       p.ID,
 		Cluster:  p.Workload.Name + "." + p.Workload.Namespace,
 		Metadata: md,
-	}, nil
+	}
+	// The proxy's locality, from its workload's topology labels as Istio takes it from
+	// the node: the control plane orders endpoints by it (locality failover).
+	if loc := model.LocalityOf(p.Labels); !loc.IsZero() {
+		node.Locality = &corev3.Locality{Region: loc.Region, Zone: loc.Zone, SubZone: loc.Subzone}
+	}
+	return node, nil
 }
 
 func specs(cfg *forward.Config) []listener.Spec {

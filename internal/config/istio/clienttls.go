@@ -73,26 +73,6 @@ func clientTLS(t *networking.ClientTLSSettings, path string, is *issues) *model.
 	return out
 }
 
-// portLevelTLS translates trafficPolicy.portLevelSettings (port and tls only so far).
-func portLevelTLS(tp *networking.TrafficPolicy, path string, is *issues) []model.PortTrafficPolicy {
-	var out []model.PortTrafficPolicy
-	seen := map[uint32]int{}
-	for i, pl := range tp.GetPortLevelSettings() {
-		ppath := strict.Index(strict.Field(path, "portLevelSettings"), i)
-		n := pl.GetPort().GetNumber()
-		switch first, dup := seen[n]; {
-		case n == 0 || n > 65535:
-			is.add(strict.Field(ppath, "port.number"), "a port number in 1..65535 is required")
-		case dup:
-			is.add(strict.Field(ppath, "port.number"), "port %d is also %s", n, strict.Index(strict.Field(path, "portLevelSettings"), first))
-		default:
-			seen[n] = i
-		}
-		out = append(out, model.PortTrafficPolicy{Port: int(n), TLS: clientTLS(pl.GetTls(), strict.Field(ppath, "tls"), is)})
-	}
-	return out
-}
-
 // portLevelReferences checks that portLevelSettings name ports of the rule's Service.
 func portLevelReferences(spec *networking.DestinationRule, svc *model.Service, is *issues) {
 	check := func(tp *networking.TrafficPolicy, path string) {

@@ -44,23 +44,3 @@ func DestinationRule(nn model.NamespacedName, spec *networking.DestinationRule, 
 	}
 	return out, is
 }
-
-func trafficPolicy(tp *networking.TrafficPolicy, path string, is *issues) *model.TrafficPolicy {
-	if tp == nil {
-		return nil
-	}
-	out := &model.TrafficPolicy{}
-	switch lb := tp.GetLoadBalancer().GetSimple(); lb {
-	case networking.LoadBalancerSettings_UNSPECIFIED:
-	case networking.LoadBalancerSettings_ROUND_ROBIN:
-		out.LoadBalancer = model.LBRoundRobin
-	case networking.LoadBalancerSettings_LEAST_REQUEST, networking.LoadBalancerSettings_LEAST_CONN:
-		// LEAST_CONN is Istio's deprecated name for LEAST_REQUEST.
-		out.LoadBalancer = model.LBLeastRequest
-	default:
-		is.add(strict.Field(path, "loadBalancer.simple"), "load balancer %s is not supported yet by skein (ROUND_ROBIN or LEAST_REQUEST)", lb)
-	}
-	out.TLS = clientTLS(tp.GetTls(), strict.Field(path, "tls"), is)
-	out.PortLevel = portLevelTLS(tp, path, is)
-	return out
-}

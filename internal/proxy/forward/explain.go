@@ -202,6 +202,9 @@ func (f *Forwarder) ExplainConn(in ExplainInput) (*Explanation, error) {
 		default:
 			ce.Found = true
 			ce.LoadBalancer = lbName(c.LB)
+			if c.Policy.PeakEWMA != nil {
+				ce.LoadBalancer += " (skein peak EWMA)"
+			}
 			ce.ConnectTimeout = c.ConnectTimeout.String()
 			ce.Protocol = protocolName(c, r)
 			ce.Endpoints = append([]upstream.EndpointStatus{}, c.AllEndpoints()...)
@@ -288,8 +291,17 @@ func pickListener(cfg *Config, name string, r *http.Request) (*Listener, *Chain,
 }
 
 func lbName(p resource.LBPolicy) string {
-	if p == resource.LBLeastRequest {
+	switch p {
+	case resource.LBLeastRequest:
 		return "LEAST_REQUEST"
+	case resource.LBRandom:
+		return "RANDOM"
+	case resource.LBRingHash:
+		return "RING_HASH"
+	case resource.LBMaglev:
+		return "MAGLEV"
+	case resource.LBClusterProvided:
+		return "CLUSTER_PROVIDED"
 	}
 	return "ROUND_ROBIN"
 }

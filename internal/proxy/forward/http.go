@@ -70,6 +70,8 @@ type Forwarder struct {
 	proxy   *httputil.ReverseProxy
 	h1, h2  *http.Transport
 	tls     tlsTransports
+	// idlePools: transports with a cluster's idle timeout (pool.go).
+	idlePools idlePools
 }
 
 type ctxKey int
@@ -88,6 +90,10 @@ type reqState struct {
 	// routeTimeout is set when the route has a timeout, so a deadline is known to be
 	// the route's (UT) rather than the caller's.
 	routeTimeout bool
+	// pick is the request's hash for consistent-hash clusters; setCookie a generated
+	// hash cookie for the response (pool.go).
+	pick      upstream.Request
+	setCookie string
 	// retry is the route's retry policy (nil: implicitRetry); budget its retry budget.
 	retry  *resource.RetryPolicy
 	budget *route.Budget
@@ -137,6 +143,7 @@ func (f *Forwarder) Close() {
 	f.h1.CloseIdleConnections()
 	f.h2.CloseIdleConnections()
 	f.tls.closeIdle()
+	f.idlePools.closeIdle()
 }
 
 func dial(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -147,11 +154,12 @@ func dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if b, ok := ctx.Value(bindKey).(string); ok && b != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(b)}
 	}
+	applyDialOptions(ctx, &d) // cluster keepalive (pool.go)
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, &ConnectError{Address: addr, Err: err}
 	}
-	return conn, nil
+	return countConn(ctx, conn), nil
 }
 
 // rewrite keeps Host (the upstream sees the name the client used) and, because
@@ -307,6 +315,7 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 		return
 	}
 	st.cluster = c
+	prepareUpstream(st, c, rt, r)
 	// Envoy's order: the weighted cluster's edits, then the route's (which win).
 	applyHeaders(r.Header, wc.RequestHeaders)
 	applyHeaders(r.Header, rt.RequestHeaders)
@@ -415,6 +424,9 @@ func (f *Forwarder) modifyResponse(resp *http.Response) error {
 				_, st.info.UpstreamPrincipal = securityOf(resp.TLS)
 			}
 		}
+		if st.setCookie != "" {
+			resp.Header.Add("Set-Cookie", st.setCookie)
+		}
 	}
 	return trailersOnlyToTrailers(resp)
 }
@@ -471,6 +483,12 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		st.info.UpstreamHost = dst
 		return transport.RoundTrip(out)
 	}
+	// Circuit breakers: one slot per request, whatever its attempts (UO on overflow).
+	release, err := c.AdmitRequest(req.Context(), http2)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
+	}
+	ctx = poolContext(ctx, c)
 	policy := st.retry
 	if policy == nil {
 		policy = implicitRetry
@@ -480,9 +498,11 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		body = newReplayBody(req.Body)
 	}
 	var tried []*upstream.Endpoint
+	var retrySlot func() // a max_retries slot held by the attempt in flight
 	for retries := 0; ; retries++ {
-		ep := pickEndpoint(c, tried, policy)
+		ep := pickEndpoint(c, tried, policy, st.pick)
 		if ep == nil {
+			release()
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, ErrNoHealthyUpstream)
 		}
 		attemptCtx, stopPerTry, cancel := perTryContext(ctx, policy.PerTryTimeout)
@@ -504,7 +524,8 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		st.info.UpstreamHost = ep.Address
 		done := ep.Begin()
-		resp, err := transport.RoundTrip(out)
+		start := time.Now()
+		resp, err := rt.f.pooled(c, transport, http2).RoundTrip(out)
 		perTry := stopPerTry()
 		if perTry {
 			if resp != nil {
@@ -513,14 +534,25 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			err = errPerTryTimeout
 		}
+		// Outcomes feed outlier detection and peak EWMA (pool.go).
+		if err != nil {
+			observeError(c, ep, req, err, start)
+		} else {
+			c.ObserveResponse(ep, resp.StatusCode, time.Since(start))
+		}
+		if retrySlot != nil {
+			retrySlot()
+			retrySlot = nil
+		}
 		tried = append(tried, ep)
 		finish := func() (*http.Response, error) {
 			if err != nil {
 				done()
 				cancel()
+				release()
 				return nil, err
 			}
-			end := func() { done(); cancel() }
+			end := func() { done(); cancel(); release() }
 			if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 				// An upgraded connection (WebSocket): ReverseProxy copies both ways
 				// through the body, so it must stay writable.
@@ -551,6 +583,13 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 				st.info.Flags |= streaminfo.UpstreamOverflow
 				return finish()
 			}
+			// The cluster's max_retries circuit breaker (UO when open).
+			slot, ok := c.AdmitRetry()
+			if !ok {
+				st.info.Flags |= streaminfo.UpstreamOverflow
+				return finish()
+			}
+			retrySlot = slot
 		}
 		if resp != nil {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -561,6 +600,10 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		st.info.UpstreamRetries++
 		if policy != implicitRetry {
 			if err := sleepCtx(ctx, backoff(policy, retries)); err != nil {
+				if retrySlot != nil {
+					retrySlot()
+				}
+				release()
 				return nil, err
 			}
 		}
@@ -607,6 +650,8 @@ func (f *Forwarder) writeError(w http.ResponseWriter, r *http.Request, err error
 		flag = streaminfo.NoClusterFound
 	case errors.Is(err, ErrNoHealthyUpstream):
 		flag = streaminfo.NoHealthyUpstream
+	case errors.Is(err, upstream.ErrOverflow):
+		flag, _ = overflowFlag(w, err)
 	case errors.As(err, &ce):
 		// A connect timeout is a connect failure (503), not a route timeout.
 		flag = streaminfo.UpstreamConnectionFailure

@@ -83,17 +83,16 @@ var implicitRetry = &resource.RetryPolicy{On: resource.RetryConnectFailure, NumR
 
 // pickEndpoint picks the next attempt's endpoint; with the previous_hosts predicate it
 // re-picks up to HostSelectionAttempts times to avoid endpoints already tried.
-func pickEndpoint(c *upstream.Cluster, tried []*upstream.Endpoint, p *resource.RetryPolicy) *upstream.Endpoint {
-	var last *upstream.Endpoint
+func pickEndpoint(c *upstream.Cluster, tried []*upstream.Endpoint, p *resource.RetryPolicy, pick upstream.Request) *upstream.Endpoint {
 	if len(tried) > 0 {
-		last = tried[len(tried)-1]
+		pick.Exclude = tried[len(tried)-1]
 	}
-	ep := c.Pick(last)
+	ep := c.Choose(pick) // pick carries the request hash (consistent-hash clusters)
 	if !p.PreviousHosts {
 		return ep
 	}
 	for i := 1; i < max(p.HostSelectionAttempts, 1) && ep != nil && slices.Contains(tried, ep); i++ {
-		ep = c.Pick(last)
+		ep = c.Choose(pick)
 	}
 	return ep
 }

@@ -91,6 +91,14 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener, chain
 			up, err = dial(context.WithValue(ctx, connectTimeoutKey, c.ConnectTimeout), "tcp", dst)
 		}
 	} else {
+		// max_connections bounds the cluster's TCP connections (UO when full).
+		release, aerr := c.AdmitConnection()
+		if aerr != nil {
+			info.Flags |= streaminfo.UpstreamOverflow
+			f.log.Debug("tcp: upstream overflow", "listener", listener, "cluster", info.Cluster)
+			return
+		}
+		defer release()
 		up, ep, err = dialEndpoint(ctx, c)
 	}
 	if err != nil {
@@ -153,6 +161,7 @@ func dialEndpoint(ctx context.Context, c *upstream.Cluster) (net.Conn, *upstream
 		if ep == nil || ep == failed {
 			break
 		}
+		start := time.Now()
 		conn, err := dial(ctx, "tcp", ep.Address)
 		if err == nil && ep.TLS != nil {
 			var tc net.Conn
@@ -163,8 +172,10 @@ func dialEndpoint(ctx context.Context, c *upstream.Cluster) (net.Conn, *upstream
 			}
 		}
 		if err == nil {
+			c.ObserveConnectSuccess(ep)
 			return conn, ep, nil
 		}
+		c.ObserveLocalFailure(ep, time.Since(start))
 		failed, lastErr = ep, err
 	}
 	if lastErr == nil {

@@ -251,6 +251,8 @@ type Route struct {
 	// Timeout is the route timeout; 0 means none. Envoy defaults an unset timeout to
 	// 15 s; skein's translator always sets it when it wants one, as Istio does with 0s.
 	Timeout time.Duration
+	// HashPolicies key consistent-hash load balancing (RING_HASH, MAGLEV clusters).
+	HashPolicies []HashPolicy
 
 	// Redirect, when set, answers instead of forwarding (Clusters is empty).
 	Redirect *Redirect
@@ -336,6 +338,9 @@ const (
 	LBLeastRequest
 	// LBClusterProvided: the cluster picks the host (ORIGINAL_DST).
 	LBClusterProvided
+	LBRandom
+	LBRingHash
+	LBMaglev
 )
 
 // Cluster is an accepted CDS resource.
@@ -359,6 +364,8 @@ type Cluster struct {
 	// BindAddress is the source address of upstream connections
 	// (upstream_bind_config.source_address); empty means the system's choice.
 	BindAddress string
+	// Policy: balancing refinements, circuit breakers, outlier detection, pool options.
+	Policy ClusterPolicy
 }
 
 // Endpoints is an accepted EDS resource.
@@ -375,6 +382,11 @@ type Endpoint struct {
 	// SocketMatch is the endpoint's metadata filter_metadata["envoy.transport_socket_match"]
 	// (string values only), matched against a cluster's transport_socket_matches.
 	SocketMatch map[string]string
+	// Priority and Locality come from the endpoint's LocalityLbEndpoints, with the
+	// locality's load_balancing_weight (0: none given).
+	Priority       uint32
+	Locality       string // "region/zone/subzone", "" when unknown
+	LocalityWeight uint32
 }
 
 // TLSFor returns the transport socket a cluster uses for an endpoint: the first

@@ -97,6 +97,12 @@ func (d *Decoder) cluster(pb *clusterv3.Cluster) (*Cluster, error) {
 		c.LB = LBRoundRobin
 	case clusterv3.Cluster_LEAST_REQUEST:
 		c.LB = LBLeastRequest
+	case clusterv3.Cluster_RANDOM:
+		c.LB = LBRandom
+	case clusterv3.Cluster_RING_HASH:
+		c.LB = LBRingHash
+	case clusterv3.Cluster_MAGLEV:
+		c.LB = LBMaglev
 	case clusterv3.Cluster_CLUSTER_PROVIDED:
 		if c.Kind != ClusterOriginalDst {
 			return nil, errors.New("lb_policy CLUSTER_PROVIDED is only supported for ORIGINAL_DST clusters")
@@ -104,6 +110,9 @@ func (d *Decoder) cluster(pb *clusterv3.Cluster) (*Cluster, error) {
 		c.LB = LBClusterProvided
 	default:
 		return nil, fmt.Errorf("lb_policy %v unsupported", pb.GetLbPolicy())
+	}
+	if err := clusterPolicy(pb, c); err != nil {
+		return nil, err
 	}
 	if t := pb.GetConnectTimeout(); t != nil {
 		if err := t.CheckValid(); err != nil || t.AsDuration() <= 0 {
@@ -148,6 +157,14 @@ func (d *Decoder) cluster(pb *clusterv3.Cluster) (*Cluster, error) {
 		hpo := &httpv3.HttpProtocolOptions{}
 		if err := opts.UnmarshalTo(hpo); err != nil {
 			return nil, fmt.Errorf("typed_extension_protocol_options[%q]: %w", key, err)
+		}
+		if common := hpo.GetCommonHttpProtocolOptions(); common != nil {
+			if t := common.GetIdleTimeout(); t != nil {
+				if c.Policy.IdleTimeout, err = positiveDuration(t, "common_http_protocol_options.idle_timeout"); err != nil {
+					return nil, err
+				}
+			}
+			c.Policy.MaxRequestsPerConnection = common.GetMaxRequestsPerConnection().GetValue()
 		}
 		explicit := hpo.GetExplicitHttpConfig()
 		switch {

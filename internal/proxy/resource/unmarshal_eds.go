@@ -31,6 +31,17 @@ func (d *Decoder) Endpoints(a *anypb.Any) (Decoded[*Endpoints], error) {
 func endpoints(pb *endpointv3.ClusterLoadAssignment) (*Endpoints, error) {
 	eps := &Endpoints{ClusterName: pb.GetClusterName()}
 	for i, loc := range pb.GetEndpoints() {
+		var locality string
+		if l := loc.GetLocality(); l != nil {
+			locality = l.GetRegion() + "/" + l.GetZone() + "/" + l.GetSubZone()
+		}
+		var localityWeight uint32
+		if w := loc.GetLoadBalancingWeight(); w != nil {
+			if w.GetValue() == 0 {
+				return nil, fmt.Errorf("endpoints[%d].load_balancing_weight must be positive", i)
+			}
+			localityWeight = w.GetValue()
+		}
 		for j, lbe := range loc.GetLbEndpoints() {
 			addr, err := socketAddress(lbe.GetEndpoint().GetAddress())
 			if err != nil {
@@ -56,9 +67,12 @@ func endpoints(pb *endpointv3.ClusterLoadAssignment) (*Endpoints, error) {
 			eps.Endpoints = append(eps.Endpoints, Endpoint{
 				Address: addr,
 				// Envoy routes to UNKNOWN as well as HEALTHY hosts.
-				Healthy:     hs == corev3.HealthStatus_UNKNOWN || hs == corev3.HealthStatus_HEALTHY,
-				Weight:      weight,
-				SocketMatch: socketMatch,
+				Healthy:        hs == corev3.HealthStatus_UNKNOWN || hs == corev3.HealthStatus_HEALTHY,
+				Weight:         weight,
+				SocketMatch:    socketMatch,
+				Priority:       loc.GetPriority(),
+				Locality:       locality,
+				LocalityWeight: localityWeight,
 			})
 		}
 	}

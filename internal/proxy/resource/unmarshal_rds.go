@@ -181,6 +181,10 @@ func routeEntry(pb *routev3.Route) (Route, error) {
 	if err := routeForward(&r, action); err != nil {
 		return r, err
 	}
+	var err error
+	if r.HashPolicies, err = hashPolicies(action); err != nil { // hash_policy.go
+		return r, err
+	}
 	return r, nil
 }
 

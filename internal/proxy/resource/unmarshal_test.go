@@ -106,9 +106,9 @@ func TestRouteAndClusterValidation(t *testing.T) {
 	}
 	ring := &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}},
-		LbPolicy:         clusterv3.Cluster_RING_HASH}
-	if _, err := d.Cluster(mustAny(t, ring)); err == nil || !strings.Contains(err.Error(), "lb_policy RING_HASH unsupported") {
-		t.Fatalf("ring hash: %v", err)
+		LbPolicy:         clusterv3.Cluster_LOAD_BALANCING_POLICY_CONFIG}
+	if _, err := d.Cluster(mustAny(t, ring)); err == nil || !strings.Contains(err.Error(), "lb_policy LOAD_BALANCING_POLICY_CONFIG unsupported") {
+		t.Fatalf("load_balancing_policy config: %v", err)
 	}
 }
 

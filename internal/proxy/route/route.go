@@ -45,6 +45,8 @@ type Route struct {
 	cumul    []uint64
 	total    uint64
 	Timeout  time.Duration
+	// HashPolicies key consistent-hash balancing (upstream.RequestHash).
+	HashPolicies []resource.HashPolicy
 
 	Redirect                        *resource.Redirect
 	Rewrite                         resource.Rewrite
@@ -112,7 +114,7 @@ func compileRoute(r resource.Route) *Route {
 	cr := &Route{Name: r.Name, match: r.Match, Clusters: r.Clusters, Timeout: r.Timeout,
 		Redirect: r.Redirect, Rewrite: r.Rewrite, RequestHeaders: r.RequestHeaders, ResponseHeaders: r.ResponseHeaders,
 		Retry: r.Retry, Mirrors: r.Mirrors, Fault: r.Fault, CORS: r.CORS,
-		Direct: r.Direct, ClusterNotFoundStatus: r.ClusterNotFoundStatus}
+		Direct: r.Direct, ClusterNotFoundStatus: r.ClusterNotFoundStatus, HashPolicies: r.HashPolicies}
 	if r.Retry != nil && r.Retry.Budget != nil {
 		cr.Budget = NewBudget(*r.Retry.Budget, time.Now)
 	}

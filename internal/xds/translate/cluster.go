@@ -27,13 +27,12 @@ func (b *builder) clusters() []types.Resource {
 	var out []*cluster.Cluster
 	for _, sp := range b.ports {
 		dr := b.idx.rules[sp.host]
-		out = append(out, b.outboundCluster(sp, "", loadBalancer(dr, nil)))
+		out = append(out, b.outboundCluster(sp, ""))
 		if dr == nil {
 			continue
 		}
 		for i := range dr.Subsets {
-			ss := &dr.Subsets[i]
-			out = append(out, b.outboundCluster(sp, ss.Name, loadBalancer(dr, ss)))
+			out = append(out, b.outboundCluster(sp, dr.Subsets[i].Name))
 		}
 	}
 	for _, cp := range b.inboundPorts() {
@@ -48,7 +47,7 @@ func (b *builder) clusters() []types.Resource {
 // outboundCluster, with its upstream TLS, is the same for every sidecar (and for
 // every generic client, which get no TLS): built once per Index and kind of node, and
 // never modified afterwards.
-func (b *builder) outboundCluster(sp servicePort, subset string, lb cluster.Cluster_LbPolicy) *cluster.Cluster {
+func (b *builder) outboundCluster(sp servicePort, subset string) *cluster.Cluster {
 	key := sp.cluster
 	if subset != "" {
 		key = OutboundClusterName(sp.port.Port, subset, sp.host)
@@ -58,19 +57,23 @@ func (b *builder) outboundCluster(sp servicePort, subset string, lb cluster.Clus
 	}
 	key += b.entryClusterVariant(sp)
 	return shared(b, b.idx.clusters, key, func() *cluster.Cluster {
-		c := b.newOutboundCluster(sp, subset, lb)
+		tp := b.trafficPolicyFor(sp, subset)
+		if h2Upgrade(tp, sp.port.Protocol) {
+			sp.port.Protocol = model.ProtocolHTTP2 // protocol options and ALPN
+		}
+		c := b.newOutboundCluster(sp, subset)
+		b.applyTrafficPolicy(c, tp, sp.port.Protocol)
 		b.applyUpstreamTLS(c, sp, subset)
 		return c
 	})
 }
 
-func (b *builder) newOutboundCluster(sp servicePort, subset string, lb cluster.Cluster_LbPolicy) *cluster.Cluster {
+func (b *builder) newOutboundCluster(sp servicePort, subset string) *cluster.Cluster {
 	c := &cluster.Cluster{
 		Name:                          OutboundClusterName(sp.port.Port, subset, sp.host),
 		ClusterDiscoveryType:          &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
 		EdsClusterConfig:              &cluster.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()},
 		ConnectTimeout:                durationpb.New(ConnectTimeout),
-		LbPolicy:                      lb,
 		TypedExtensionProtocolOptions: b.outboundProtocolOptions(sp.port.Protocol),
 	}
 	if sp.svc.Entry != nil {
@@ -175,21 +178,6 @@ func (b *builder) inboundProtocolOptions(p model.Protocol) map[string]*anypb.Any
 		},
 	}
 	return map[string]*anypb.Any{httpProtocolOptionsKey: b.toAny(opts)}
-}
-
-// loadBalancer picks the subset's policy, else the rule's, else round robin.
-func loadBalancer(dr *model.DestinationRule, subset *model.Subset) cluster.Cluster_LbPolicy {
-	lb := model.LBDefault
-	if dr != nil && dr.TrafficPolicy != nil {
-		lb = dr.TrafficPolicy.LoadBalancer
-	}
-	if subset != nil && subset.TrafficPolicy != nil && subset.TrafficPolicy.LoadBalancer != model.LBDefault {
-		lb = subset.TrafficPolicy.LoadBalancer
-	}
-	if lb == model.LBLeastRequest {
-		return cluster.Cluster_LEAST_REQUEST
-	}
-	return cluster.Cluster_ROUND_ROBIN
 }
 
 func adsConfigSource() *core.ConfigSource {

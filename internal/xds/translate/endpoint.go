@@ -20,13 +20,13 @@ func (b *builder) endpoints() []types.Resource {
 		if !entryEDS(sp.svc) {
 			continue // DNS and NONE ServiceEntry clusters carry no EDS (serviceentry.go)
 		}
-		out = append(out, b.loadAssignment(sp.cluster, sp, nil))
+		out = append(out, b.loadAssignment(sp.cluster, sp, "", nil))
 		dr := b.idx.rules[sp.host]
 		if dr == nil {
 			continue
 		}
 		for _, ss := range dr.Subsets {
-			out = append(out, b.loadAssignment(OutboundClusterName(sp.port.Port, ss.Name, sp.host), sp, ss.Labels))
+			out = append(out, b.loadAssignment(OutboundClusterName(sp.port.Port, ss.Name, sp.host), sp, ss.Name, ss.Labels))
 		}
 	}
 	return sortByName(out)
@@ -35,14 +35,16 @@ func (b *builder) endpoints() []types.Resource {
 // loadAssignment selects the endpoints of a service port (and subset): same namespace,
 // selected by the service selector and the subset labels, and carrying the port's target
 // port for that endpoint's workload.
-// It is the same for every proxy: built once per Index.
-func (b *builder) loadAssignment(name string, sp servicePort, subsetLabels map[string]string) *endpoint.ClusterLoadAssignment {
-	return shared(b, b.idx.assignments, name, func() *endpoint.ClusterLoadAssignment {
-		return b.newLoadAssignment(name, sp, subsetLabels)
+// It is the same for every proxy (built once per Index) unless the cluster's locality
+// load balancing depends on where the proxy is: then once per proxy locality.
+func (b *builder) loadAssignment(name string, sp servicePort, subset string, subsetLabels map[string]string) *endpoint.ClusterLoadAssignment {
+	tp := b.trafficPolicyFor(sp, subset)
+	return shared(b, b.idx.assignments, name+b.localityKey(tp), func() *endpoint.ClusterLoadAssignment {
+		return b.newLoadAssignment(name, sp, subsetLabels, tp)
 	})
 }
 
-func (b *builder) newLoadAssignment(name string, sp servicePort, subsetLabels map[string]string) *endpoint.ClusterLoadAssignment {
+func (b *builder) newLoadAssignment(name string, sp servicePort, subsetLabels map[string]string, tp *model.TrafficPolicy) *endpoint.ClusterLoadAssignment {
 	if sp.svc.Entry != nil && len(sp.svc.Selector) == 0 {
 		return b.entryAssignment(name, sp, subsetLabels)
 	}
@@ -74,17 +76,7 @@ func (b *builder) newLoadAssignment(name string, sp servicePort, subsetLabels ma
 	if len(eps) == 0 {
 		return cla
 	}
-	group := &endpoint.LocalityLbEndpoints{}
-	for _, e := range eps {
-		health := core.HealthStatus_HEALTHY
-		if !e.Healthy {
-			health = core.HealthStatus_UNHEALTHY
-		}
-		ep := lbEndpoint(e.Address, e.Port, &health)
-		ep.Metadata = b.endpointMetadata(e)
-		group.LbEndpoints = append(group.LbEndpoints, ep)
-	}
-	cla.Endpoints = []*endpoint.LocalityLbEndpoints{group}
+	cla.Endpoints = b.localityGroups(eps, tp)
 	return cla
 }
 

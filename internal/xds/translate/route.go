@@ -231,6 +231,7 @@ func (b *builder) httpRoutes(sp servicePort) ([]*route.Route, error) {
 			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: OutboundClusterName(sp.port.Port, "", sp.host)},
 			Timeout:          durationpb.New(0),
 			RetryPolicy:      b.retryPolicy(nil),
+			HashPolicy:       b.hashPolicy(OutboundClusterName(sp.port.Port, "", sp.host)),
 		}},
 	}}, nil
 }
@@ -247,6 +248,11 @@ func (b *builder) routeAction(vs *model.VirtualService, rule model.HTTPRoute, sp
 	applyRewrite(a, rule.Rewrite)
 	if a.RequestMirrorPolicies, err = b.mirrorPolicies(vs, rule.Mirrors, sp); err != nil {
 		return nil, err
+	}
+	for _, c := range clusters {
+		if a.HashPolicy == nil {
+			a.HashPolicy = b.hashPolicy(c.name) // DestinationRule consistentHash (hashpolicy.go)
+		}
 	}
 	if len(clusters) == 1 {
 		a.ClusterSpecifier = &route.RouteAction_Cluster{Cluster: clusters[0].name}
