@@ -162,3 +162,46 @@ func path(m map[string]any, keys ...string) string {
 	s, _ := v.(string)
 	return s
 }
+
+const (
+	// CodeGatewayNotFound: a VirtualService bound to a gateway that does not exist.
+	CodeGatewayNotFound = "SK0305"
+	// CodeGatewayNoProxy: a Gateway whose selector picks no gateway Workload.
+	CodeGatewayNoProxy = "SK0306"
+)
+
+func init() {
+	register(Check{Name: "istio-gateway", Codes: []string{CodeGatewayNotFound, CodeGatewayNoProxy}, Run: checkIstioGateways})
+}
+
+// checkIstioGateways reports VirtualServices bound to gateways that are not in the
+// config, and gateways that no gateway Workload serves.
+func checkIstioGateways(m *model.Mesh) []Finding {
+	var out []Finding
+	exists := map[string]bool{}
+	for _, g := range m.Gateways {
+		exists[g.Namespace+"/"+g.Name] = true
+		served := false
+		for _, w := range m.Workloads {
+			if w.Role == model.RoleGateway && g.Selects(w.Namespace, w.Labels) {
+				served = true
+				break
+			}
+		}
+		if !served {
+			out = append(out, finding(CodeGatewayNoProxy, Warning, "Gateway", g.NamespacedName, g.Source,
+				"add a Workload with spec.role: gateway and the selector's labels",
+				"no gateway Workload has labels %s: nothing listens for this gateway", labelString(g.Selector)))
+		}
+	}
+	for _, vs := range m.VirtualServices {
+		for _, ref := range vs.Gateways {
+			if ref != "mesh" && !exists[ref] {
+				out = append(out, finding(CodeGatewayNotFound, Warning, "VirtualService", vs.NamespacedName, vs.Source,
+					"check spec.gateways: namespace/name of an Istio Gateway (or mesh)",
+					"gateway %s does not exist: the VirtualService is not served there", ref))
+			}
+		}
+	}
+	return out
+}

@@ -206,7 +206,7 @@ func TestLoadPaths(t *testing.T) {
 }
 
 func FuzzLoadBytes(f *testing.F) {
-	for _, dir := range []string{"smoke", "folder/sub", "errors", "semantic", "unsupported", "references", "security", "security-errors", "sidecar", "sidecar-errors", "serviceentry", "serviceentry-errors", "routing", "routing-errors", "routing-references", "trafficpolicy", "trafficpolicy-errors"} {
+	for _, dir := range []string{"smoke", "folder/sub", "errors", "semantic", "unsupported", "references", "security", "security-errors", "sidecar", "sidecar-errors", "serviceentry", "serviceentry-errors", "routing", "routing-errors", "routing-references", "trafficpolicy", "trafficpolicy-errors", "gateway", "gateway-istio", "gateway-errors"} {
 		files, _ := filepath.Glob(filepath.Join("testdata", dir, "*.y*ml"))
 		for _, file := range files {
 			data, err := os.ReadFile(file)

@@ -79,6 +79,7 @@ func echoServiceDesc() *grpc.ServiceDesc {
 type grpcEcho struct {
 	opts   Options
 	caller *caller
+	ledger *ledger
 }
 
 var _ echoService = (*grpcEcho)(nil)
@@ -147,8 +148,12 @@ func (g *grpcEcho) prepare(ctx context.Context, req *structpb.Struct) (Response,
 			return Response{}, status.Errorf(c, "echo: requested status %s", c)
 		}
 	}
-
 	method, _ := grpc.Method(ctx)
+	attempt, counted := ctx.Value(attemptKey{}).(int)
+	if !counted {
+		attempt = g.ledger.record(get("x-request-id"), get(":authority"), method)
+	}
+
 	resp := Response{
 		Workload:  g.opts.Identity.Workload,
 		Namespace: g.opts.Identity.Namespace,
@@ -160,6 +165,7 @@ func (g *grpcEcho) prepare(ctx context.Context, req *structpb.Struct) (Response,
 		Headers:   make(map[string]string, len(md)),
 		Env:       g.opts.Env,
 		Request:   req.AsMap(),
+		Attempt:   attempt,
 	}
 	for k, v := range md {
 		if len(v) > 0 && !strings.HasPrefix(k, ":") {

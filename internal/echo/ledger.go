@@ -1,6 +1,7 @@
 package echo
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"sync"
@@ -102,4 +103,38 @@ func failure(h http.Header, attempt int) (int, time.Duration, error) {
 		}
 	}
 	return status, delay, nil
+}
+
+// HeaderFailGRPCStatus is the gRPC status (a code number, default 14 UNAVAILABLE) of a
+// gRPC request failed by x-echo-fail.
+const HeaderFailGRPCStatus = "x-echo-fail-grpc-status"
+
+// attemptKey carries, in a gRPC request's context, the attempt number failGRPC already
+// recorded.
+type attemptKey struct{}
+
+// failGRPC answers a gRPC request that x-echo-fail says must fail, with a trailers-only
+// response (the status in the only HEADERS frame), as a native gRPC server answers an
+// error before any message: grpc.Server.ServeHTTP always sends headers and trailers
+// apart, and proxies only read a status they can see before the body (Envoy's gRPC
+// retry conditions). It returns the request to serve otherwise.
+func (l *ledger) failGRPC(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+	if r.Header.Get(HeaderFail) == "" {
+		return r, false
+	}
+	attempt := l.record(r.Header.Get("X-Request-Id"), r.Host, r.URL.Path)
+	n, err := strconv.Atoi(r.Header.Get(HeaderFail))
+	if err != nil || attempt > n {
+		return r.WithContext(context.WithValue(r.Context(), attemptKey{}, attempt)), false
+	}
+	code := "14"
+	if c := r.Header.Get(HeaderFailGRPCStatus); c != "" {
+		code = c
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", code)
+	h.Set("Grpc-Message", "echo: x-echo-fail attempt "+strconv.Itoa(attempt))
+	w.WriteHeader(http.StatusOK)
+	return r, true
 }

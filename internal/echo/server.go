@@ -31,13 +31,16 @@ func Serve(ctx context.Context, ln net.Listener, opts Options) error {
 	hs := health.NewServer()
 	hs.SetServingStatus(GRPCService, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
-	gs.RegisterService(echoServiceDesc(), &grpcEcho{opts: opts, caller: c})
+	led := newLedger() // shared: HTTP and gRPC requests of one id count together
+	gs.RegisterService(echoServiceDesc(), &grpcEcho{opts: opts, caller: c, ledger: led})
 
-	plain := &httpHandler{opts: opts, caller: c, log: opts.Logger, ledger: newLedger()}
+	plain := &httpHandler{opts: opts, caller: c, log: opts.Logger, ledger: led}
 	ws := webSocketHandler(opts.Identity)
 	dispatch := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-			gs.ServeHTTP(w, r)
+			if r, failed := led.failGRPC(w, r); !failed {
+				gs.ServeHTTP(w, r)
+			}
 			return
 		}
 		if isWebSocket(r) {

@@ -384,17 +384,18 @@ func TestMeshMTLS(t *testing.T) {
 		if got := counterValueText(t, body, "istio_requests_total", mtls); got < 1 {
 			t.Errorf("istio_requests_total%v = %v, want >= 1\n%s", mtls, got, grep(body, "istio_requests_total{"))
 		}
-		// TCP has no metadata exchange: the peer's namespace comes from its SPIFFE ID.
+		// TCP: the sidecars exchanged metadata in-band after negotiating ALPN
+		// skein-peer-exchange, so both sides know the peer workload.
 		tcp := map[string]string{"reporter": "destination", "connection_security_policy": "mutual_tls",
 			"source_principal": clientID.String(), "destination_principal": webID.String(), "request_protocol": "tcp",
-			"source_workload_namespace": "default", "source_workload": "unknown"}
+			"source_workload_namespace": "default", "source_workload": "client", "source_app": "client"}
 		if got := counterValueText(t, body, "istio_tcp_connections_closed_total", tcp); got < 1 {
 			t.Errorf("istio_tcp_connections_closed_total%v = %v, want >= 1\n%s", tcp, got, grep(body, "istio_tcp_connections_closed_total{"))
 		}
 		// The source reporter: its own principal as source, the peer's as destination.
 		_, cbody := m.clientPx.get(t, "/stats/prometheus")
 		tcpSrc := map[string]string{"reporter": "source", "request_protocol": "tcp", "source_principal": clientID.String(),
-			"destination_principal": webID.String(), "destination_workload_namespace": "default"}
+			"destination_principal": webID.String(), "destination_workload_namespace": "default", "destination_workload": "web"}
 		for _, family := range []string{"istio_tcp_connections_opened_total", "istio_tcp_connections_closed_total"} {
 			if got := counterValueText(t, cbody, family, tcpSrc); got < 1 {
 				t.Errorf("%s%v = %v, want >= 1\n%s", family, tcpSrc, got, grep(cbody, family+"{"))

@@ -233,6 +233,22 @@ spec:
   - {name: listener-3, port: {{.HostPort}}, protocol: HTTP, hostname: "*.bar.com"}
   - {name: listener-4, port: {{.HostPort}}, protocol: HTTP, hostname: "*.foo.com"}
 ---
+# spec.addresses: the listener is bound on that address (another loopback one).
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: addressed, namespace: gw}
+spec:
+  gatewayClassName: skein
+  addresses: [{type: IPAddress, value: 127.0.0.2}]
+  listeners: [{name: http, port: {{.HTTP}}, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: addressed, namespace: gw}
+spec:
+  parentRefs: [{name: addressed}]
+  rules: [{backendRefs: [{name: infra-backend-v3, port: 8080}]}]
+---
 apiVersion: v1
 kind: Secret
 metadata: {name: example-cert, namespace: gw}
@@ -670,7 +686,9 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: {name: grpc, namespace: gw}
 spec:
-  parentRefs: [{name: same-namespace, sectionName: http}]
+  parentRefs:
+  - {name: same-namespace, sectionName: http}
+  - {name: same-namespace, sectionName: same-only}   # allowedRoutes.kinds: HTTPRoute only
   hostnames: [grpc.example.com]
   rules:
   - matches: [{method: {service: skein.echo.v1.Echo, method: Echo}}]

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -69,6 +70,42 @@ spec:
   - port: {number: %d, name: https, protocol: HTTPS}
     hosts: [shop.example.com]
     tls: {mode: SIMPLE, credentialName: shop-cert}
+  - port: {number: %d, name: mtls, protocol: HTTPS}
+    hosts: [shop.example.com]
+    tls: {mode: MUTUAL, credentialName: shop-mtls}
+  - port: {number: %d, name: pass, protocol: TLS}
+    hosts: [pass.example.com]
+    tls: {mode: PASSTHROUGH}
+---
+apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata: {name: tls-backend, labels: {app: tls-backend}}
+spec:
+  command: ["skein", "echo", "--tls-cert", "%s", "--tls-key", "%s"]
+  ports: [{containerPort: 8443}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: tls-backend}
+spec:
+  selector: {app: tls-backend}
+  ports: [{name: tls, port: 443, targetPort: 8443}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: pass}
+spec:
+  hosts: [pass.example.com]
+  gateways: [istio-system/shop-gateway]
+  tls:
+  - match: [{sniHosts: [pass.example.com]}]
+    route: [{destination: {host: tls-backend, port: {number: 443}}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: shop-mtls, namespace: istio-system}
+type: kubernetes.io/tls
+data: {tls.crt: %s, tls.key: %s, ca.crt: %s}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -107,15 +144,28 @@ spec:
 // TestIstioIngressGateway: requests from the host to the Istio gateway's servers,
 // and from a sidecar for the VirtualService bound to both the gateway and `mesh`.
 func TestIstioIngressGateway(t *testing.T) {
-	ports, err := supervisor.AllocatePorts(2)
+	ports, err := supervisor.AllocatePorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	httpPort, httpsPort := ports[0], ports[1]
+	httpPort, httpsPort, mtlsPort, passPort := ports[0], ports[1], ports[2], ports[3]
 	ca, caKey := newCA(t)
 	c, k := leaf(t, ca, caKey, "shop.example.com")
+	b64 := base64.StdEncoding.EncodeToString
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
 	dir := t.TempDir()
-	cfg := fmt.Sprintf(istioIngressConfig, base64.StdEncoding.EncodeToString(c), base64.StdEncoding.EncodeToString(k), httpPort, httpsPort)
+	// The passthrough backend's certificate, readable by the backend's own user.
+	passCert, passKey := leaf(t, ca, caKey, "pass.example.com")
+	certDir, err := os.MkdirTemp("", "skein-istio-gw-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(certDir) })
+	_ = os.Chmod(certDir, 0o755)
+	certFile, keyFile := filepath.Join(certDir, "pass.crt"), filepath.Join(certDir, "pass.key")
+	_ = os.WriteFile(certFile, passCert, 0o644)
+	_ = os.WriteFile(keyFile, passKey, 0o644) // a throwaway test key
+	cfg := fmt.Sprintf(istioIngressConfig, b64(c), b64(k), httpPort, httpsPort, mtlsPort, passPort, certFile, keyFile, b64(c), b64(k), b64(caPEM))
 	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +214,37 @@ func TestIstioIngressGateway(t *testing.T) {
 			t.Errorf("certificate for %q", a.certName)
 		}
 	})
+	t.Run("MUTUAL needs a client certificate from the Secret's CA", func(t *testing.T) {
+		clientPEM, clientKey := leaf(t, ca, caKey, "client.example.com")
+		clientCert, err := tls.X509KeyPair(clientPEM, clientKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		get := func(certs []tls.Certificate) (int, error) {
+			cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+				TLSClientConfig: &tls.Config{ServerName: "shop.example.com", RootCAs: roots, Certificates: certs}}}
+			hr, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/", mtlsPort), nil)
+			hr.Host = "shop.example.com"
+			resp, err := cl.Do(hr)
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		}
+		if code, err := get([]tls.Certificate{clientCert}); err != nil || code != 200 {
+			t.Errorf("with a client certificate: %d, %v", code, err)
+		}
+		if code, err := get(nil); err == nil {
+			t.Errorf("without a client certificate: %d, want the handshake refused", code)
+		}
+	})
+	t.Run("PASSTHROUGH by SNI to the backend's own TLS", func(t *testing.T) {
+		a := s.do(t, req{port: passPort, host: "pass.example.com", path: "/p", https: true})
+		if a.status != 200 || a.backend != "tls-backend" || a.certName != "pass.example.com" {
+			t.Errorf("%d from %q with certificate %q, want 200 from tls-backend with pass.example.com", a.status, a.backend, a.certName)
+		}
+	})
 	t.Run("VirtualService bound to the gateway and mesh: gateway", func(t *testing.T) {
 		s.expect(t, req{port: httpPort, host: "shop.default.svc.cluster.local", path: "/"}, 200, "shop-v2")
 	})
@@ -180,4 +261,72 @@ func TestIstioIngressGateway(t *testing.T) {
 			t.Errorf("a sidecar routed a gateway-only host: %+v", sum)
 		}
 	})
+}
+
+// TestGatewayNetns: in isolation netns the workloads are pods; the gateway proxy runs
+// on the host and reaches them on their pod addresses, with mesh mTLS.
+func TestGatewayNetns(t *testing.T) {
+	ports, err := supervisor.AllocatePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`
+apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata: {name: web-v1, labels: {app: web, version: v1}}
+spec:
+  command: ["skein", "echo"]
+  ports: [{containerPort: 8080}]
+---
+apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata: {name: web-v2, labels: {app: web, version: v2}}
+spec:
+  command: ["skein", "echo"]
+  ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v1}
+spec: {selector: {version: v1}, ports: [{name: http, port: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-v2}
+spec: {selector: {version: v2}, ports: [{name: http, port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: skein}
+spec: {controllerName: skein.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: skein
+  listeners: [{name: http, port: %d, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web}
+spec:
+  parentRefs: [{name: edge}]
+  rules:
+  - matches: [{path: {value: /v2}}]
+    backendRefs: [{name: web-v2, port: 8080}]
+  - backendRefs: [{name: web-v1, port: 8080}]
+`, ports[0])
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &gwSuite{plain: &http.Client{Timeout: 10 * time.Second}}
+	s.m = startMeshWith(t, dir, "netns")
+	deadline := time.Now().Add(20 * time.Second)
+	for s.do(t, req{port: ports[0], host: "web", path: "/"}).status != 200 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.expect(t, req{port: ports[0], host: "web", path: "/v2/x"}, 200, "web-v2")
+	s.expect(t, req{port: ports[0], host: "web", path: "/"}, 200, "web-v1")
 }

@@ -211,6 +211,26 @@ func TestGatewayAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("spec.addresses binds the listener there", func(t *testing.T) {
+		// Same port as the listener on 127.0.0.1, another Gateway, another address.
+		hr, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.2:%d/", e.HTTP), nil)
+		hr.Host = "anything"
+		resp, err := s.plain.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got struct{ Workload string }
+		_ = json.NewDecoder(resp.Body).Decode(&got)
+		if resp.StatusCode != 200 || got.Workload != v3 {
+			t.Errorf("127.0.0.2: %d from %q, want 200 from %s", resp.StatusCode, got.Workload, v3)
+		}
+		out, err := s.m.skein("get", "gateway", "addressed", "-n", "gw", "-o", "yaml")
+		if err != nil || !strings.Contains(out, "value: 127.0.0.2") {
+			t.Errorf("status addresses: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("weights", func(t *testing.T) {
 		w := func(path string) req { return req{port: e.HTTP, host: "weights.example.com", path: path} }
 		t.Run("weight 0 gets nothing", func(t *testing.T) {
@@ -570,6 +590,10 @@ func TestGatewayAPI(t *testing.T) {
 		out, err = s.m.skein("get", "httproute", "invalid", "-n", "gw", "-o", "yaml")
 		if err != nil || !strings.Contains(out, "reason: BackendNotFound") {
 			t.Errorf("skein get httproute invalid: %v\n%s", err, out)
+		}
+		out, err = s.m.skein("get", "grpcroute", "grpc", "-n", "gw", "-o", "yaml")
+		if err != nil || strings.Count(out, "reason: Accepted") != 1 || strings.Count(out, "reason: NotAllowedByListeners") != 1 {
+			t.Errorf("skein get grpcroute grpc: one parent accepts, the HTTPRoute-only listener does not: %v\n%s", err, out)
 		}
 		out, err = s.m.skein("get", "gateway", "-A")
 		if err != nil || !strings.Contains(out, "other-class") || !strings.Contains(out, "Unknown") {

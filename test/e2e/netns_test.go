@@ -143,6 +143,18 @@ func TestNetnsUnmodifiedClients(t *testing.T) {
 			t.Error("the sidecar's DNS proxy answered nothing")
 		}
 	})
+
+	t.Run("explain follows the call into web's pod", func(t *testing.T) {
+		out, err := m.skein("explain", "client", "http://web:8080/x")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		for _, want := range []string{"at the destination: web-0.default", "captured inbound listener", "filter chain:  0.0.0.0_8080", "chain of a connection to 240.240.", "call outcome:  forwarded to web.default's app"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("explain lacks %q:\n%s", want, out)
+			}
+		}
+	})
 }
 
 // TestNetnsServerFirst: a protocol where the server speaks first passes through two

@@ -54,7 +54,14 @@ func TestObservability(t *testing.T) {
 			for _, sp := range receiver.Trace(root.TraceID) {
 				services[sp.Service+"/"+sp.Kind.String()] = true
 			}
-			return services["inventory.default/SPAN_KIND_SERVER"] && services["catalog.default/SPAN_KIND_CLIENT"]
+			// Every hop's spans, which sidecars export in their own batches.
+			for _, want := range []string{"client.default/SPAN_KIND_CLIENT", "frontend.default/SPAN_KIND_SERVER", "frontend.default/SPAN_KIND_CLIENT",
+				"catalog.default/SPAN_KIND_SERVER", "catalog.default/SPAN_KIND_CLIENT", "inventory.default/SPAN_KIND_SERVER"} {
+				if !services[want] {
+					return false
+				}
+			}
+			return true
 		})
 		if !ok {
 			t.Fatalf("no complete trace for /trace-me (root %+v); %d spans received", root, len(spans))

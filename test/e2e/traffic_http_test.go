@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +15,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"skein.dev/skein/internal/echo"
 )
 
 // TestTrafficHTTP runs one mesh (testdata/traffic-http: web v1/v2, a mirror target,
@@ -54,6 +64,7 @@ func TestTrafficHTTP(t *testing.T) {
 			t.Errorf("%.1f%% aborted, want 50 ± 12 (and only 200 or 503): %v", aborted, counts)
 		}
 	})
+	t.Run("gRPC", func(t *testing.T) { tm.checkGRPC(t) })
 	t.Run("retry budget", func(t *testing.T) {
 		// Ratio 0.5, no floor: the 1st request may not retry (0.5 allowed), the 2nd may
 		// (1 allowed), the 3rd not (1.5), the 4th may (2).
@@ -446,4 +457,47 @@ func (tm *trafficMesh) many(t *testing.T, from, path string, n int, key func(res
 	}
 	wg.Wait()
 	return counts
+}
+
+// checkGRPC calls web's gRPC port with grpc-go through the client sidecar's upstream
+// port: retries on UNAVAILABLE (read from trailers-only answers) and a gRPC fault abort.
+func (tm *trafficMesh) checkGRPC(t *testing.T) {
+	env := tm.m.execEnv("client")
+	addr := net.JoinHostPort(env["WEB_SERVICE_HOST"], env["WEB_SERVICE_PORT_GRPC"])
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	call := func(id string, req map[string]any, md ...string) (map[string]any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ctx = metadata.AppendToOutgoingContext(ctx, append([]string{"x-request-id", id}, md...)...)
+		return echo.CallGRPC(ctx, conn, req)
+	}
+	id := fmt.Sprintf("grpc-%d-1", os.Getpid())
+	out, err := call(id, map[string]any{}, "x-echo-fail", "2")
+	if err != nil || out["attempt"] != float64(3) || out["workload"] != "web-v1" {
+		t.Errorf("UNAVAILABLE twice then OK: got %v, %v; want the 3rd attempt's answer", out, err)
+	}
+	id = fmt.Sprintf("grpc-%d-2", os.Getpid())
+	if _, err := call(id, map[string]any{}, "x-echo-fail", "9"); status.Code(err) != codes.Unavailable {
+		t.Errorf("retries exhausted: %v, want UNAVAILABLE", err)
+	}
+	if n := tm.seen(t, "web-v1", id); n != 3 {
+		t.Errorf("backend saw %d attempts, want 3 (1 + 2 retries)", n)
+	}
+	tm.wantFlag(t, id, "URX")
+	id = fmt.Sprintf("grpc-%d-3", os.Getpid())
+	if _, err := call(id, map[string]any{}, "x-echo-fail", "1", "x-echo-fail-grpc-status", "13"); status.Code(err) != codes.Internal {
+		t.Errorf("INTERNAL is not retried under retryOn unavailable: %v", err)
+	}
+	id = fmt.Sprintf("grpc-%d-4", os.Getpid())
+	if _, err := call(id, map[string]any{}, "x-fault", "abort"); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("fault abort: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if n := tm.seen(t, "web-v1", id); n != 0 {
+		t.Errorf("a fault abort must not reach the backend (saw %d)", n)
+	}
+	tm.wantFlag(t, id, "FI")
 }

@@ -145,6 +145,11 @@ func CompileWith(u xdsclient.Update, prev *Config, env tlsconf.Env, deps FilterD
 					errs = append(errs, fmt.Errorf("listener %s chain %q: %w", name, c.Name, cc.Err))
 				}
 			}
+			if cc.TLS != nil && c.TLS.CertSecret == tlsconf.DefaultSecret {
+				// Mesh mTLS: a TCP chain accepts the in-band metadata exchange
+				// (exchange.go); an HTTP chain tolerates its offer.
+				cc.TLS = cc.TLS.WithPeerExchange(c.TCP != nil)
+			}
 			switch {
 			case c.HTTP != nil:
 				cc.Codec = c.HTTP.Codec
@@ -162,6 +167,7 @@ func CompileWith(u xdsclient.Update, prev *Config, env tlsconf.Env, deps FilterD
 			case c.TCP != nil:
 				cumul, total := route.Cumulative(c.TCP.Clusters)
 				cc.TCP = &TCPRoute{Clusters: c.TCP.Clusters, cumul: cumul, total: total}
+
 			}
 			return cc
 		}
@@ -213,7 +219,15 @@ func clusterTLS(def *resource.Cluster, env tlsconf.Env) (func(resource.Endpoint)
 		if u == nil || clients[u] != nil {
 			return
 		}
-		c, err := tlsconf.NewClient(u, env)
+		use := u
+		if u.CertSecret == tlsconf.DefaultSecret && len(u.ALPN) == 0 {
+			// Mesh mTLS without an application protocol (TCP): offer the in-band
+			// metadata exchange to the peer sidecar (exchange.go).
+			cp := *u
+			cp.ALPN = []string{tlsconf.PeerExchangeALPN}
+			use = &cp
+		}
+		c, err := tlsconf.NewClient(use, env)
 		if err != nil {
 			errs = append(errs, err)
 			c = tlsconf.FailingClient(err)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 
 	"skein.dev/skein/internal/proxy/filter"
@@ -283,7 +284,14 @@ func pickListener(cfg *Config, name string, r *http.Request) (*Listener, *Chain,
 				if vh == nil || !catchAll && (vh.Name == "allow_any" || vh.Name == "block_all") {
 					continue
 				}
-				return l, c, "the first outbound HTTP listener with a virtual host for " + fmt.Sprintf("%q", r.Host), nil
+				why := "the first outbound HTTP listener with a virtual host for " + fmt.Sprintf("%q", r.Host)
+				// Chains of one port may share a route table: when the proxy's DNS
+				// table knows the service's address, take the chain a connection to it
+				// lands on (capture mode), as the request path's chain match would.
+				if vc, addr := chainForService(cfg, l, vh.Name); vc != nil {
+					return l, vc, why + ", chain of a connection to " + addr, nil
+				}
+				return l, c, why, nil
 			}
 		}
 	}
@@ -512,4 +520,31 @@ func rules(n int) string {
 		return "1 rule"
 	}
 	return fmt.Sprintf("%d rules", n)
+}
+
+// chainForService resolves a virtual host's service (named host:port) with the proxy's
+// own DNS table and matches a connection to that address against the listener's
+// filter chains; nil when the name is not in a table or the chain is not HTTP.
+func chainForService(cfg *Config, l *Listener, vhost string) (*Chain, string) {
+	host, portStr, ok := strings.Cut(vhost, ":")
+	port, err := strconv.Atoi(portStr)
+	if !ok || err != nil {
+		return nil, ""
+	}
+	for _, dl := range cfg.Listeners {
+		if dl.DNS == nil {
+			continue
+		}
+		addrs := dl.DNS.Lookup(host)
+		if len(addrs) == 0 {
+			continue
+		}
+		dst := netip.AddrPortFrom(addrs[0], uint16(port))
+		c := l.Select(filterchain.ConnInfo{Dst: dst, TransportProtocol: "raw_buffer", ApplicationProtocols: []string{"http/1.1"}})
+		if c == nil || c.Routes == nil {
+			return nil, ""
+		}
+		return c, dst.String()
+	}
+	return nil, ""
 }

@@ -696,8 +696,15 @@ var grpcTrailerKeys = []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Detai
 // may send the headers before it knows no body follows; a grpc-status in those early
 // headers would then be followed by an END_STREAM without trailers, which gRPC clients
 // reject ("server closed the stream without sending trailers").
+//
+// An HTTP/2 answer that ended with its headers (no body follows, ContentLength 0) is
+// kept trailers-only: the proxy then writes it in one HEADERS frame too, so the next
+// hop can still read the status before any body (Envoy's gRPC retry conditions do).
 func trailersOnlyToTrailers(resp *http.Response) error {
 	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc") || resp.Header.Get("Grpc-Status") == "" {
+		return nil
+	}
+	if resp.ProtoMajor == 2 && resp.ContentLength == 0 {
 		return nil
 	}
 	if resp.Trailer == nil {

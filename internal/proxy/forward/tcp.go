@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"skein.dev/skein/internal/proxy/inspect"
+	"skein.dev/skein/internal/proxy/peer"
 	"skein.dev/skein/internal/proxy/streaminfo"
+	"skein.dev/skein/internal/proxy/tlsconf"
 	"skein.dev/skein/internal/proxy/upstream"
 )
 
@@ -42,9 +44,20 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener, chain
 			state = &st
 		}
 		info.Security, info.DownstreamPrincipal = downstreamSecurity(ctx, state)
-		// TCP has no headers to exchange metadata in: the caller's verified SPIFFE ID
-		// still names its namespace.
-		info.DownstreamPeer = tel.Peers.FromPrincipal(info.DownstreamPrincipal)
+		if pi, ok := peer.FromContext(ctx); ok && pi.NegotiatedProtocol == tlsconf.PeerExchangeALPN {
+			// A skein sidecar offered the in-band metadata exchange (exchange.go).
+			c, md, err := exchangeAsServer(conn, tel.LocalHeader)
+			if err != nil {
+				f.log.Debug("tcp: peer metadata exchange failed", "listener", listener, "error", err)
+				return
+			}
+			conn = c
+			info.DownstreamPeer = tel.Peers.Decode(md)
+		}
+		if info.DownstreamPeer == nil {
+			// No metadata: the caller's verified SPIFFE ID still names its namespace.
+			info.DownstreamPeer = tel.Peers.FromPrincipal(info.DownstreamPrincipal)
+		}
 	} else {
 		info.DownstreamPeer = tel.Local
 	}
@@ -113,7 +126,17 @@ func (f *Forwarder) ServeTCP(ctx context.Context, conn net.Conn, listener, chain
 	defer up.Close()
 	if tc, ok := up.(interface{ ConnectionState() tls.ConnectionState }); ok && l.Direction == streaminfo.Outbound {
 		cs := tc.ConnectionState()
-		if _, info.UpstreamPrincipal = securityOf(&cs); info.UpstreamPrincipal != "" {
+		_, info.UpstreamPrincipal = securityOf(&cs)
+		if cs.NegotiatedProtocol == tlsconf.PeerExchangeALPN {
+			md, err := exchangeAsClient(up, tel.LocalHeader, exchangeTimeout)
+			if err != nil {
+				info.Flags |= streaminfo.UpstreamConnectionFailure
+				f.log.Debug("tcp: peer metadata exchange failed", "listener", listener, "cluster", info.Cluster, "error", err)
+				return
+			}
+			info.UpstreamPeer = tel.Peers.Decode(md)
+		}
+		if info.UpstreamPeer == nil && info.UpstreamPrincipal != "" {
 			info.UpstreamPeer = tel.Peers.FromPrincipal(info.UpstreamPrincipal)
 		}
 	}

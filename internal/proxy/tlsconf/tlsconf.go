@@ -180,6 +180,48 @@ func NewServer(d *resource.DownstreamTLS, env Env) (*Server, error) {
 	return s, nil
 }
 
+// PeerExchangeALPN is the ALPN protocol of skein's in-band TCP metadata exchange
+// between sidecars (forward/exchange.go); skein's own id, not Istio's
+// "istio-peer-exchange", whose framing differs.
+const PeerExchangeALPN = "skein-peer-exchange"
+
+// WithPeerExchange returns the server of a mesh-mTLS filter chain that understands
+// clients offering PeerExchangeALPN: a TCP chain without ALPN of its own negotiates it;
+// a chain with its own ALPN (HTTP) that the client's offer does not overlap
+// negotiates none, as when the client offered nothing (instead of failing the
+// handshake, which crypto/tls does on disjoint offers). Other clients are unaffected.
+func (s *Server) WithPeerExchange(tcp bool) *Server {
+	base := s.cfg
+	var mx, none *tls.Config
+	if tcp && len(base.NextProtos) == 0 {
+		mx = base.Clone()
+		mx.NextProtos = []string{PeerExchangeALPN}
+	}
+	if len(base.NextProtos) > 0 {
+		none = base.Clone()
+		none.NextProtos = nil
+	}
+	if mx == nil && none == nil {
+		return s
+	}
+	cfg := base.Clone()
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if !slices.Contains(hello.SupportedProtos, PeerExchangeALPN) {
+			return nil, nil
+		}
+		if mx != nil {
+			return mx, nil
+		}
+		for _, p := range hello.SupportedProtos {
+			if slices.Contains(base.NextProtos, p) {
+				return nil, nil
+			}
+		}
+		return none, nil
+	}
+	return &Server{cfg: cfg, local: s.local}
+}
+
 // Handshake runs the server handshake on conn and describes the verified peer. On
 // failure conn is closed.
 func (s *Server) Handshake(ctx context.Context, conn net.Conn) (*tls.Conn, *peer.Info, error) {

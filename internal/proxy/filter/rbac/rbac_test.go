@@ -1,6 +1,7 @@
 package rbac
 
 import (
+	"log/slog"
 	"net/http/httptest"
 	"net/netip"
 	"regexp"
@@ -95,5 +96,53 @@ func TestEngineActions(t *testing.T) {
 	// An ALLOW filter without policies denies everything (Istio's allow-nothing).
 	if allow, _, _ := New(&resource.RBAC{Action: resource.RBACAllow}).Allowed(match); allow {
 		t.Error("ALLOW without policies allowed a request")
+	}
+}
+
+// TestNetworkFilterAuditAndDenial: a TCP connection matched by a LOG (Istio AUDIT)
+// filter carries the access log hint and policy in its metadata; a refused one names
+// the deciding policy as Envoy's details do; Explain agrees with OnConnection.
+func TestNetworkFilterAuditAndDenial(t *testing.T) {
+	pol := func(action resource.RBACAction, name string) *resource.RBAC {
+		return &resource.RBAC{Action: action, Policies: []resource.RBACPolicy{{
+			Name:        name,
+			Permissions: []resource.Permission{{Kind: resource.RuleDestinationPort, Port: 9000}},
+			Principals:  []resource.Principal{{Kind: resource.RuleAny}},
+		}}}
+	}
+	log := slog.New(slog.DiscardHandler)
+	conn := func() *filter.Conn {
+		return &filter.Conn{Source: netip.MustParseAddrPort("127.0.0.1:5"), Destination: netip.MustParseAddrPort("127.0.0.1:9000")}
+	}
+
+	audit := NewNetworkFilter(pol(resource.RBACLog, "ns[foo]-policy[audit]-rule[0]"), "inbound|9000", log, nil)
+	c := conn()
+	if !audit.OnConnection(c) {
+		t.Fatal("an AUDIT filter refused a connection")
+	}
+	if got := AuditPolicy(c.Metadata); got != "ns[foo]-policy[audit]-rule[0]" {
+		t.Errorf("audit policy in metadata = %q", got)
+	}
+	if d := audit.Explain(conn()); d.Result != "logged" || d.Policy != "ns[foo]-policy[audit]-rule[0]" {
+		t.Errorf("explain of the AUDIT filter: %+v", d)
+	}
+
+	deny := NewNetworkFilter(pol(resource.RBACDeny, "ns[foo]-policy[deny-tcp]-rule[0]"), "inbound|9000", log, nil)
+	c = conn()
+	if deny.OnConnection(c) {
+		t.Fatal("a matching DENY filter allowed the connection")
+	}
+	if AuditPolicy(c.Metadata) != "" {
+		t.Errorf("a denied connection was marked audited")
+	}
+	if got, want := deny.DeniedDetails(c), "rbac_access_denied_matched_policy[ns[foo]-policy[deny-tcp]-rule[0]]"; got != want {
+		t.Errorf("details %q, want %q", got, want)
+	}
+	if d := deny.Explain(conn()); !d.Denied() || d.Action != "DENY" {
+		t.Errorf("explain of the DENY filter: %+v", d)
+	}
+	allow := NewNetworkFilter(&resource.RBAC{Action: resource.RBACAllow}, "inbound|9000", log, nil)
+	if got := allow.DeniedDetails(conn()); got != "rbac_access_denied_matched_policy[none]" {
+		t.Errorf("allow-nothing details %q", got)
 	}
 }
