@@ -160,37 +160,13 @@ func (m *Mesh) ServiceAccounts(svc *Service) []string {
 // AuthorizationPolicy source.principals: spiffe://cluster.local/ns/a/sa/b → cluster.local/ns/a/sa/b.
 func PrincipalOf(spiffeID string) string { return strings.TrimPrefix(spiffeID, "spiffe://") }
 
-// tlsAt applies a traffic policy's port-level TLS setting for port over its own.
-func (tp *TrafficPolicy) tlsAt(port int) *ClientTLS {
-	if tp == nil {
-		return nil
-	}
-	for _, pl := range tp.PortLevel {
-		if pl.Port == port && pl.TLS != nil {
-			return pl.TLS
-		}
-	}
-	return tp.TLS
-}
-
 // ClientTLSFor returns the TLS origination setting for a port of the rule's host and a
-// subset ("" for the whole host), merged as Istio merges traffic policies: the rule's
-// port-level setting over its top level, then the subset's (port-level over top level)
-// over that. nil means the rule says nothing about TLS (auto-mTLS decides).
+// subset ("" for the whole host), merged as Istio merges traffic policies
+// (EffectiveTrafficPolicy). nil means the rule says nothing about TLS (auto-mTLS
+// decides).
 func (dr *DestinationRule) ClientTLSFor(subset string, port int) *ClientTLS {
-	if dr == nil {
-		return nil
+	if tp := dr.EffectiveTrafficPolicy(subset, port); tp != nil {
+		return tp.TLS
 	}
-	out := dr.TrafficPolicy.tlsAt(port)
-	if subset == "" {
-		return out
-	}
-	for i := range dr.Subsets {
-		if dr.Subsets[i].Name == subset {
-			if t := dr.Subsets[i].TrafficPolicy.tlsAt(port); t != nil {
-				out = t
-			}
-		}
-	}
-	return out
+	return nil
 }

@@ -132,71 +132,68 @@ type OutlierDetection struct {
 }
 
 // EffectiveTrafficPolicy is the policy of one cluster (a port of the rule's host, and
-// a subset or "" for none) with Istio's merge: each component a subset sets
-// (loadBalancer, connectionPool, outlierDetection, tls, portLevelSettings) replaces the
-// top-level one whole; then the port's entry of the resulting portLevelSettings
-// replaces the components it sets. nil when nothing applies.
+// a subset or "" for none) with Istio's merge (MergeTrafficPolicy): the top level's
+// entry for the port in portLevelSettings replaces its loadBalancer, connectionPool,
+// outlierDetection and tls — all four, as Istio documents: what the entry omits goes
+// to the defaults, it is not inherited; then each of those a subset sets replaces the
+// result's; then the subset's own entry for the port replaces all four again. nil when
+// nothing applies. The result has no PortLevel.
 func (dr *DestinationRule) EffectiveTrafficPolicy(subset string, port int) *TrafficPolicy {
 	if dr == nil {
 		return nil
 	}
-	merged := dr.TrafficPolicy
-	if subset != "" {
-		for i := range dr.Subsets {
-			if dr.Subsets[i].Name == subset {
-				merged = mergeTrafficPolicy(merged, dr.Subsets[i].TrafficPolicy)
-			}
-		}
+	merged := atPort(dr.TrafficPolicy, port)
+	if subset == "" {
+		return merged
 	}
-	if merged == nil {
-		return nil
-	}
-	out := *merged
-	out.PortLevel = nil
-	for _, pl := range merged.PortLevel {
-		if pl.Port != port {
+	for i := range dr.Subsets {
+		if dr.Subsets[i].Name != subset || dr.Subsets[i].TrafficPolicy == nil {
 			continue
 		}
-		if pl.LoadBalancer != nil {
-			out.LoadBalancer = pl.LoadBalancer
+		sub := dr.Subsets[i].TrafficPolicy
+		out := TrafficPolicy{}
+		if merged != nil {
+			out = *merged
 		}
-		if pl.ConnectionPool != nil {
-			out.ConnectionPool = pl.ConnectionPool
+		if sub.LoadBalancer != nil {
+			out.LoadBalancer = sub.LoadBalancer
 		}
-		if pl.OutlierDetection != nil {
-			out.OutlierDetection = pl.OutlierDetection
+		if sub.ConnectionPool != nil {
+			out.ConnectionPool = sub.ConnectionPool
 		}
-		if pl.TLS != nil {
-			out.TLS = pl.TLS
+		if sub.OutlierDetection != nil {
+			out.OutlierDetection = sub.OutlierDetection
 		}
+		if sub.TLS != nil {
+			out.TLS = sub.TLS
+		}
+		if pl := portEntry(sub, port); pl != nil {
+			out = TrafficPolicy{LoadBalancer: pl.LoadBalancer, ConnectionPool: pl.ConnectionPool, OutlierDetection: pl.OutlierDetection, TLS: pl.TLS}
+		}
+		merged = &out
 	}
-	return &out
+	return merged
 }
 
-func mergeTrafficPolicy(top, sub *TrafficPolicy) *TrafficPolicy {
-	if sub == nil {
-		return top
+// atPort is a policy as it applies to one port: its portLevelSettings entry for the
+// port, if any, in place of its four components.
+func atPort(tp *TrafficPolicy, port int) *TrafficPolicy {
+	if tp == nil {
+		return nil
 	}
-	if top == nil {
-		return sub
+	if pl := portEntry(tp, port); pl != nil {
+		return &TrafficPolicy{LoadBalancer: pl.LoadBalancer, ConnectionPool: pl.ConnectionPool, OutlierDetection: pl.OutlierDetection, TLS: pl.TLS}
 	}
-	out := *top
-	if sub.LoadBalancer != nil {
-		out.LoadBalancer = sub.LoadBalancer
+	return &TrafficPolicy{LoadBalancer: tp.LoadBalancer, ConnectionPool: tp.ConnectionPool, OutlierDetection: tp.OutlierDetection, TLS: tp.TLS}
+}
+
+func portEntry(tp *TrafficPolicy, port int) *PortTrafficPolicy {
+	for i := range tp.PortLevel {
+		if tp.PortLevel[i].Port == port {
+			return &tp.PortLevel[i]
+		}
 	}
-	if sub.ConnectionPool != nil {
-		out.ConnectionPool = sub.ConnectionPool
-	}
-	if sub.OutlierDetection != nil {
-		out.OutlierDetection = sub.OutlierDetection
-	}
-	if sub.TLS != nil {
-		out.TLS = sub.TLS
-	}
-	if sub.PortLevel != nil {
-		out.PortLevel = sub.PortLevel
-	}
-	return &out
+	return nil
 }
 
 // Locality labels, read from a Workload's labels as Istio reads them from a node and pod.

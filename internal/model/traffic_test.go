@@ -6,9 +6,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestEffectiveTrafficPolicy checks Istio's merge: a subset's components replace the
-// top level's whole (not field by field inside a component), the subset's
-// portLevelSettings replace the top level's, then the port entry's components win.
+// TestEffectiveTrafficPolicy checks Istio's merge: a port entry replaces all four
+// components of its level (omitted ones go to defaults), a subset's components replace
+// the top level's whole (not field by field inside a component), then the subset's own
+// port entry replaces all four again.
 func TestEffectiveTrafficPolicy(t *testing.T) {
 	rr := &LoadBalancerSettings{Simple: LBRoundRobin}
 	lr := &LoadBalancerSettings{Simple: LBLeastRequest}
@@ -34,15 +35,18 @@ func TestEffectiveTrafficPolicy(t *testing.T) {
 		want   *TrafficPolicy
 	}{
 		{"", 8080, &TrafficPolicy{LoadBalancer: lr, ConnectionPool: pool, OutlierDetection: od}},
-		{"", 9090, &TrafficPolicy{LoadBalancer: random, ConnectionPool: pool, OutlierDetection: od}},
+		// The port entry sets only the load balancer: pool and outlier detection are not
+		// inherited (Istio's documented rule).
+		{"", 9090, &TrafficPolicy{LoadBalancer: random}},
 		{"plain", 8080, &TrafficPolicy{LoadBalancer: lr, ConnectionPool: pool, OutlierDetection: od}},
 		// The subset's pool replaces the top-level pool whole: no TCP limit remains.
 		{"hash", 8080, &TrafficPolicy{LoadBalancer: hash, ConnectionPool: subPool, OutlierDetection: od}},
-		// The top-level port setting still applies to a subset without its own.
-		{"hash", 9090, &TrafficPolicy{LoadBalancer: random, ConnectionPool: subPool, OutlierDetection: od}},
-		// A subset's portLevelSettings replace the top level's list.
-		{"ports", 8080, &TrafficPolicy{LoadBalancer: rr, ConnectionPool: pool, OutlierDetection: od}},
-		{"ports", 9090, &TrafficPolicy{LoadBalancer: lr, ConnectionPool: pool, OutlierDetection: od}},
+		// The top-level port entry applies first; the subset's components then win.
+		{"hash", 9090, &TrafficPolicy{LoadBalancer: hash, ConnectionPool: subPool}},
+		// The subset's own port entry replaces everything for its port...
+		{"ports", 8080, &TrafficPolicy{LoadBalancer: rr}},
+		// ...and the top level's entry still applies to the other port.
+		{"ports", 9090, &TrafficPolicy{LoadBalancer: random}},
 		{"missing", 8080, &TrafficPolicy{LoadBalancer: lr, ConnectionPool: pool, OutlierDetection: od}},
 	}
 	for _, tt := range tests {

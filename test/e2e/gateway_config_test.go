@@ -582,6 +582,28 @@ spec:
     filters: [{type: RequestMirror, requestMirror: {backendRef: {name: infra-backend-v3, port: 8080}, fraction: {numerator: 1, denominator: 2}}}]
     backendRefs: [{name: infra-backend-v1, port: 8080}]
 ---
+# HTTPRouteCORS and HTTPRouteRetry.
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: cors-retry, namespace: gw}
+spec:
+  parentRefs: [{name: same-namespace}]
+  hostnames: [extended.example.com]
+  rules:
+  - matches: [{path: {value: /cors}}]
+    filters:
+    - type: CORS
+      cors:
+        allowOrigins: ["https://*.example.org", "https://app.example.com"]
+        allowMethods: [GET, PUT]
+        allowHeaders: [x-custom]
+        exposeHeaders: [x-exposed]
+        maxAge: 60
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+  - matches: [{path: {value: /retry}}]
+    retry: {attempts: 2, codes: [500]}
+    backendRefs: [{name: infra-backend-v1, port: 8080}]
+---
 # Where a test asks a backend what it saw (its request ledger).
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -694,6 +716,8 @@ spec:
   - matches: [{method: {service: skein.echo.v1.Echo, method: Echo}}]
     backendRefs: [{name: grpc-backend, port: 9090}]
   - matches: [{method: {service: grpc.health.v1.Health}, headers: [{name: x-health, value: "yes"}]}]
+    backendRefs: [{name: grpc-backend, port: 9090}]
+  - matches: [{method: {type: RegularExpression, service: 'skein\.echo\..*', method: 'Str.*'}, headers: [{name: x-regex, value: "yes"}]}]
     backendRefs: [{name: grpc-backend, port: 9090}]
 `,
 }

@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -396,6 +398,12 @@ func TestGatewayAPI(t *testing.T) {
 				t.Errorf("Stream through the gateway: %v, want Unimplemented (no route)", err)
 			}
 		})
+		t.Run("regular expression service and method", func(t *testing.T) {
+			msgs, err := echo.StreamGRPC(metadata.AppendToOutgoingContext(ctx, "x-regex", "yes"), conn, map[string]any{"count": 3})
+			if err != nil || len(msgs) != 3 {
+				t.Errorf("Stream matched by regex: %d messages, %v", len(msgs), err)
+			}
+		})
 		t.Run("service match with header", func(t *testing.T) {
 			hctx := metadata.AppendToOutgoingContext(ctx, "x-health", "yes")
 			hr, err := healthpb.NewHealthClient(conn).Check(hctx, &healthpb.HealthCheckRequest{})
@@ -504,6 +512,38 @@ func TestGatewayAPI(t *testing.T) {
 			}
 		})
 
+		t.Run("CORS preflight from an allowed origin", func(t *testing.T) {
+			hr, _ := http.NewRequest(http.MethodOptions, fmt.Sprintf("http://127.0.0.1:%d/cors", e.HTTP), nil)
+			hr.Host = "extended.example.com"
+			hr.Header.Set("Origin", "https://www.example.org")
+			hr.Header.Set("Access-Control-Request-Method", "PUT")
+			resp, err := s.plain.Do(hr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "https://www.example.org" || !strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "PUT") {
+				t.Errorf("preflight: %d %v", resp.StatusCode, resp.Header)
+			}
+		})
+		t.Run("CORS request from an origin not allowed", func(t *testing.T) {
+			a := s.expect(t, req{port: e.HTTP, host: "extended.example.com", path: "/cors", headers: map[string]string{"Origin": "https://evil.example.net"}}, 200, v1)
+			if a.header.Get("Access-Control-Allow-Origin") != "" {
+				t.Errorf("Access-Control-Allow-Origin %q for a foreign origin", a.header.Get("Access-Control-Allow-Origin"))
+			}
+		})
+		t.Run("retry on a listed code", func(t *testing.T) {
+			// The backend fails the first attempt of this request id with 500.
+			id := fmt.Sprintf("gw-retry-%d", time.Now().UnixNano())
+			s.expect(t, req{port: e.HTTP, host: "extended.example.com", path: "/retry", headers: map[string]string{
+				"X-Request-Id": id, echo.HeaderFail: "1", echo.HeaderFailStatus: "500"}}, 200, v1)
+		})
+		t.Run("no retry past attempts", func(t *testing.T) {
+			id := fmt.Sprintf("gw-retry-%d", time.Now().UnixNano())
+			s.expect(t, req{port: e.HTTP, host: "extended.example.com", path: "/retry", headers: map[string]string{
+				"X-Request-Id": id, echo.HeaderFail: "5", echo.HeaderFailStatus: "500"}}, 500, v1) // the backend's own 500, after 3 attempts
+		})
+
 		seen := func(t *testing.T, ledger, id string) int {
 			t.Helper()
 			r := req{port: e.HTTP, host: "ledger", path: echo.SeenPath + "?id=" + id, headers: map[string]string{"x-ledger": ledger}}
@@ -586,6 +626,18 @@ func TestGatewayAPI(t *testing.T) {
 			if !strings.Contains(out, want) {
 				t.Errorf("skein get gateway -o yaml lacks %q:\n%s", want, out)
 			}
+		}
+		first := out
+		// An edit that changes nothing of this Gateway's status keeps its transition times.
+		if err := os.WriteFile(filepath.Join(s.m.configDir, "extra.yaml"), []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: unrelated}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(s.m.out.String(), "config accepted (generation 2)") && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if again, _ := s.m.skein("get", "gateway", "same-namespace", "-n", "gw", "-o", "yaml"); again != first {
+			t.Errorf("status changed after an unrelated edit:\n%s\n---\n%s", first, again)
 		}
 		out, err = s.m.skein("get", "httproute", "invalid", "-n", "gw", "-o", "yaml")
 		if err != nil || !strings.Contains(out, "reason: BackendNotFound") {

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -220,6 +222,40 @@ func TestTrafficPolicy(t *testing.T) {
 			}
 			if r := tc.get(t, "http://pool:8080/"); r.proto != "HTTP/1.1" {
 				t.Errorf("port 8080 reached the app over %s, want HTTP/1.1", r.proto)
+			}
+		}},
+		{"TCP connections beyond maxConnections are closed with UO", func(t *testing.T, tc *trafficClient) {
+			addr := "127.0.0.1:" + tc.m.execEnv("client")["TCPE_SERVICE_PORT"]
+			first, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer first.Close()
+			_ = first.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(first, "one\n"); err != nil {
+				t.Fatal(err)
+			}
+			r := bufio.NewReader(first)
+			if line, err := r.ReadString('\n'); err != nil || line != "one\n" {
+				t.Fatalf("first connection: %q %v", line, err)
+			}
+			// The first connection is open: a second one is refused.
+			if got, err := tcpEcho(addr, "two"); err == nil && got == "two" {
+				t.Fatal("second connection echoed while the first holds the only slot")
+			}
+			first.Close()
+			var got string
+			for range 50 { // the slot frees when the sidecar sees the close
+				if got, err = tcpEcho(addr, "three"); err == nil && got == "three" {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if got != "three" {
+				t.Fatalf("after the first closed: %q %v", got, err)
+			}
+			if n := tc.accessLogCount(t, "UO", 0); n < 1 {
+				t.Errorf("no TCP access log line with UO")
 			}
 		}},
 		{"no healthy upstream answers 503 with UH", func(t *testing.T, tc *trafficClient) {

@@ -90,6 +90,7 @@ type trafficCase struct {
 	path   string // on http://web:8080 unless url is set
 	url    string
 	header map[string]string
+	body   string
 
 	status     int
 	workload   string // backend that answered; "none" means no backend answered
@@ -174,6 +175,7 @@ func trafficCases() []trafficCase {
 
 		// Mirroring.
 		{name: "mirror", path: "/mirror-one", status: 200, workload: "web-v1", seen: map[string]int{"shadow": 1, "web-v1": 1}},
+		{name: "mirror with a body", method: http.MethodPost, path: "/mirror-one", body: strings.Repeat("x", 100000), status: 200, workload: "web-v1", seen: map[string]int{"shadow": 1}},
 		{name: "mirrors with percentages", path: "/mirrors", status: 200, workload: "web-v1", seen: map[string]int{"shadow": 1, "web-v2": 0}},
 
 		// Delegation.
@@ -254,7 +256,16 @@ type result struct {
 // do sends one request through a workload's sidecar with a fresh x-request-id.
 func (tm *trafficMesh) do(t *testing.T, from, method, target string, hdr map[string]string) result {
 	t.Helper()
-	r, err := tm.send(from, method, target, hdr)
+	r, err := tm.sendBody(from, method, target, hdr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (tm *trafficMesh) doBody(t *testing.T, from, method, target string, hdr map[string]string, body string) result {
+	t.Helper()
+	r, err := tm.sendBody(from, method, target, hdr, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,8 +273,16 @@ func (tm *trafficMesh) do(t *testing.T, from, method, target string, hdr map[str
 }
 
 func (tm *trafficMesh) send(from, method, target string, hdr map[string]string) (result, error) {
+	return tm.sendBody(from, method, target, hdr, "")
+}
+
+func (tm *trafficMesh) sendBody(from, method, target string, hdr map[string]string, body string) (result, error) {
 	id := fmt.Sprintf("traffic-%d-%d", os.Getpid(), tm.seq.Add(1))
-	req, err := http.NewRequest(method, target, nil)
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, target, rd)
 	if err != nil {
 		return result{}, err
 	}
@@ -276,10 +295,10 @@ func (tm *trafficMesh) send(from, method, target string, hdr map[string]string) 
 	if err != nil {
 		return result{}, fmt.Errorf("%s %s via %s: %w", method, target, from, err)
 	}
-	body, _ := io.ReadAll(resp.Body)
+	answer, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	r := result{id: id, status: resp.StatusCode, header: resp.Header, body: body, elapsed: time.Since(start)}
-	_ = json.Unmarshal(body, &r.echo)
+	r := result{id: id, status: resp.StatusCode, header: resp.Header, body: answer, elapsed: time.Since(start)}
+	_ = json.Unmarshal(answer, &r.echo)
 	return r, nil
 }
 
@@ -363,7 +382,7 @@ func (tm *trafficMesh) check(t *testing.T, c trafficCase) {
 	if target == "" {
 		target = "http://web:8080" + c.path
 	}
-	r := tm.do(t, from, method, target, c.header)
+	r := tm.doBody(t, from, method, target, c.header, c.body)
 	if r.status != c.status {
 		t.Fatalf("status %d, want %d; body %s", r.status, c.status, r.body)
 	}

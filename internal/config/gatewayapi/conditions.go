@@ -2,6 +2,8 @@ package gatewayapi
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,34 +61,37 @@ func toPlain(v any) any {
 }
 
 // StampTimes sets lastTransitionTime on every condition of a manifest's status that has
-// none: the status is computed when a config is accepted, so that is when it last
-// changed. Tests leave it out to keep golden files stable.
-func StampTimes(manifest map[string]any, at time.Time) {
-	ts := at.UTC().Format(time.RFC3339)
-	var walk func(v any)
-	walk = func(v any) {
+// none, to what at returns for it; key names the condition (its place in the status and
+// its type) so callers can keep the time of a condition that did not change. The status
+// is computed when a config is accepted; tests leave times out to keep golden files
+// stable.
+func StampTimes(manifest map[string]any, at func(key string, cond map[string]any) time.Time) {
+	var walk func(v any, path string)
+	walk = func(v any, path string) {
 		switch x := v.(type) {
 		case map[string]any:
 			for k, e := range x {
 				if k == "conditions" {
-					if list, ok := e.([]any); ok {
-						for _, c := range list {
-							if m, ok := c.(map[string]any); ok {
-								if s, _ := m["lastTransitionTime"].(string); s == "" || strings.HasPrefix(s, "0001-") {
-									m["lastTransitionTime"] = ts
-								}
-							}
+					list, _ := e.([]any)
+					for _, c := range list {
+						m, ok := c.(map[string]any)
+						if !ok {
+							continue
+						}
+						if s, _ := m["lastTransitionTime"].(string); s == "" || strings.HasPrefix(s, "0001-") {
+							key := path + "." + fmt.Sprint(m["type"])
+							m["lastTransitionTime"] = at(key, m).UTC().Format(time.RFC3339)
 						}
 					}
 					continue
 				}
-				walk(e)
+				walk(e, path+"."+k)
 			}
 		case []any:
-			for _, e := range x {
-				walk(e)
+			for i, e := range x {
+				walk(e, path+"["+strconv.Itoa(i)+"]")
 			}
 		}
 	}
-	walk(manifest["status"])
+	walk(manifest["status"], "status")
 }

@@ -257,7 +257,7 @@ func shadowHost(host string) string {
 	return host + "-shadow"
 }
 
-// maxMirrorBody is the most of a request body buffered to send a mirror copy; a
+// maxMirrorBody is the most of a request body kept to send with a mirror copy; a
 // longer request is not mirrored.
 const maxMirrorBody = 1 << 20
 
@@ -269,60 +269,95 @@ const mirrorTimeout = 30 * time.Second
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
 	"Proxy-Authorization", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-// mirror sends fire-and-forget copies of r to the route's mirror clusters chosen by
-// their fractions; r's body is buffered for that and replaced with an equal reader.
+// mirror sends fire-and-forget copies of r (as forwarded: after header edits and
+// rewrites) to the route's mirror clusters chosen by their fractions. A request with a
+// body is copied as the main request streams it and mirrored once it is complete, so
+// neither waits for the other (a long stream is never held back); a body over
+// maxMirrorBody is not mirrored.
 func (f *Forwarder) mirror(cfg *Config, r *http.Request, rt *route.Route) {
-	var chosen []*resource.Mirror
+	var outs []*http.Request
+	var clusters []*resource.Mirror
 	for i := range rt.Mirrors {
 		m := &rt.Mirrors[i]
-		if cfg.Clusters[m.Cluster] != nil && chance(m.Numerator, m.Denominator) {
-			chosen = append(chosen, m)
+		if cfg.Clusters[m.Cluster] == nil || !chance(m.Numerator, m.Denominator) {
+			continue
 		}
-	}
-	if len(chosen) == 0 {
-		return
-	}
-	var body []byte
-	if r.Body != nil && r.Body != http.NoBody {
-		buf, err := io.ReadAll(io.LimitReader(r.Body, maxMirrorBody+1))
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
-		if err != nil || len(buf) > maxMirrorBody {
-			f.log.Debug("request not mirrored: body too large or unreadable", "host", r.Host, "path", r.URL.Path)
-			return
-		}
-		body = buf
-	}
-	timeout := rt.Timeout
-	if timeout <= 0 {
-		timeout = mirrorTimeout
-	}
-	for _, m := range chosen {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), timeout)
-		out := r.Clone(ctx)
+		out := r.Clone(context.WithoutCancel(r.Context()))
 		out.Host = shadowHost(r.Host)
 		out.URL.Scheme, out.URL.Host = "http", out.Host
 		out.RequestURI = ""
 		for _, h := range hopHeaders {
 			delete(out.Header, h)
 		}
-		out.Body, out.ContentLength = http.NoBody, int64(len(body))
-		if body != nil {
-			out.Body = io.NopCloser(bytes.NewReader(body))
-		}
-		info := streaminfo.New("mirror", streaminfo.Outbound, streaminfo.ProtocolHTTP)
-		out = out.WithContext(context.WithValue(ctx, stateKey, &reqState{cluster: cfg.Clusters[m.Cluster], info: info}))
-		go func() {
-			defer cancel()
-			resp, err := roundTripper{f}.RoundTrip(out)
-			if err != nil {
-				f.log.Debug("mirror request failed", "cluster", m.Cluster, "error", err)
-				return
-			}
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-		}()
+		outs, clusters = append(outs, out), append(clusters, m)
 	}
+	if len(outs) == 0 {
+		return
+	}
+	timeout := rt.Timeout
+	if timeout <= 0 {
+		timeout = mirrorTimeout
+	}
+	send := func(body []byte) {
+		for i, out := range outs {
+			ctx, cancel := context.WithTimeout(out.Context(), timeout)
+			out.Body, out.ContentLength = http.NoBody, int64(len(body))
+			if len(body) > 0 {
+				out.Body = io.NopCloser(bytes.NewReader(body))
+			}
+			info := streaminfo.New("mirror", streaminfo.Outbound, streaminfo.ProtocolHTTP)
+			out = out.WithContext(context.WithValue(ctx, stateKey, &reqState{cluster: cfg.Clusters[clusters[i].Cluster], info: info}))
+			go func() {
+				defer cancel()
+				resp, err := roundTripper{f}.RoundTrip(out)
+				if err != nil {
+					f.log.Debug("mirror request failed", "cluster", out.Host, "error", err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+				resp.Body.Close()
+			}()
+		}
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		send(nil)
+		return
+	}
+	r.Body = &mirrorTee{rc: r.Body, done: send, tooLarge: func() {
+		f.log.Debug("request not mirrored: body larger than 1 MiB", "host", r.Host, "path", r.URL.Path)
+	}}
 }
+
+// mirrorTee keeps a copy of what the main request reads of its body and hands it to
+// done at the end of the body (tooLarge instead when it outgrows maxMirrorBody). Reads
+// come from one goroutine at a time (the transport's, through replayBody).
+type mirrorTee struct {
+	rc       io.ReadCloser
+	buf      []byte
+	over     bool
+	fired    bool
+	done     func([]byte)
+	tooLarge func()
+}
+
+func (m *mirrorTee) Read(p []byte) (int, error) {
+	n, err := m.rc.Read(p)
+	if n > 0 && !m.over {
+		if len(m.buf)+n > maxMirrorBody {
+			m.over, m.buf = true, nil
+		} else {
+			m.buf = append(m.buf, p[:n]...)
+		}
+	}
+	if err == io.EOF && !m.fired {
+		m.fired = true
+		if m.over {
+			m.tooLarge()
+		} else {
+			m.done(m.buf)
+		}
+	}
+	return n, err
+}
+
+func (m *mirrorTee) Close() error { return m.rc.Close() }

@@ -109,22 +109,54 @@ func gatewaySockets(cfg *model.Mesh, p model.Proxy) string {
 }
 
 // Objects implements api.ObjectsBackend: the Gateway API objects of the current config
-// with their status, conditions stamped with the time that config was accepted.
+// with their status; a condition's lastTransitionTime is when it last changed status
+// or reason (transitionsLocked), as a controller on a cluster reports it.
 func (m *Mesh) Objects(kind string) []*model.Object {
 	m.mu.Lock()
-	cfg, at := m.cfg, m.cfgAcceptedAt
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	times := m.transitionsLocked()
 	var out []*model.Object
-	for _, o := range cfg.Objects {
+	for _, o := range m.cfg.Objects {
 		if kind != "" && o.Kind != kind {
 			continue
 		}
 		c := *o
 		c.Manifest = deepCopy(o.Manifest)
-		gatewayapi.StampTimes(c.Manifest, at)
+		prefix := o.Kind + "/" + o.Name.Namespace + "/" + o.Name.Name + "/"
+		gatewayapi.StampTimes(c.Manifest, func(key string, _ map[string]any) time.Time { return times[prefix+key].at })
 		out = append(out, &c)
 	}
 	return out
+}
+
+// transition is when a condition took its current status and reason.
+type transition struct {
+	state string // status/reason
+	at    time.Time
+}
+
+// transitionsLocked updates the transition times for the current config: a condition
+// whose status and reason are what they were keeps its time, any other gets the time
+// the config was accepted. Called with m.mu held.
+func (m *Mesh) transitionsLocked() map[string]transition {
+	if m.condGen == m.cfgGen && m.condTimes != nil {
+		return m.condTimes
+	}
+	next := map[string]transition{}
+	for _, o := range m.cfg.Objects {
+		prefix := o.Kind + "/" + o.Name.Namespace + "/" + o.Name.Name + "/"
+		gatewayapi.StampTimes(deepCopy(o.Manifest), func(key string, cond map[string]any) time.Time {
+			state := fmt.Sprint(cond["status"]) + "/" + fmt.Sprint(cond["reason"])
+			t := transition{state: state, at: m.cfgAcceptedAt}
+			if prev, ok := m.condTimes[prefix+key]; ok && prev.state == state {
+				t.at = prev.at
+			}
+			next[prefix+key] = t
+			return t.at
+		})
+	}
+	m.condTimes, m.condGen = next, m.cfgGen
+	return next
 }
 
 // deepCopy copies a JSON-compatible map: the config's objects are shared and immutable.
@@ -162,4 +194,27 @@ func (m *Mesh) gatewayEndpointsLocked(w *workloadRun) []model.Endpoint {
 		}
 	}
 	return eps
+}
+
+// withoutGatewayKeys is the mesh as the API shows it: gateway listeners' private keys
+// (from Secrets) are left out; the shared mesh is not modified.
+func withoutGatewayKeys(cfg *model.Mesh) *model.Mesh {
+	if len(cfg.Gateways) == 0 {
+		return cfg
+	}
+	out := *cfg
+	out.Gateways = make([]*model.Gateway, len(cfg.Gateways))
+	for i, g := range cfg.Gateways {
+		c := *g
+		c.Listeners = append([]model.GatewayListener(nil), g.Listeners...)
+		for j := range c.Listeners {
+			if t := c.Listeners[j].TLS; t != nil && t.Key != "" {
+				redacted := *t
+				redacted.Key = ""
+				c.Listeners[j].TLS = &redacted
+			}
+		}
+		out.Gateways[i] = &c
+	}
+	return &out
 }

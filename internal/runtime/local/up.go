@@ -92,12 +92,16 @@ type Mesh struct {
 	mu            sync.Mutex
 	cfg           *model.Mesh // last good config
 	cfgAcceptedAt time.Time   // when cfg was loaded
-	cfgGen        int64
-	cfgErrors     []string
-	cfgErrorAt    time.Time
-	workloads     map[model.NamespacedName]*workloadRun
-	pushGen       int64
-	pushedHealth  map[string]bool
+	// condTimes are the Gateway API status conditions' transition times, for config
+	// generation condGen (gateway.go).
+	condTimes    map[string]transition
+	condGen      int64
+	cfgGen       int64
+	cfgErrors    []string
+	cfgErrorAt   time.Time
+	workloads    map[model.NamespacedName]*workloadRun
+	pushGen      int64
+	pushedHealth map[string]bool
 
 	// separateUsers: replicas run under users of their own (users.go).
 	separateUsers bool
@@ -276,6 +280,7 @@ func (m *Mesh) reload(ctx context.Context) {
 	m.cfgAcceptedAt = time.Now()
 	m.cfgGen++
 	gen := m.cfgGen
+	m.transitionsLocked()
 	m.mu.Unlock()
 	m.xds.ConfigAccepted()
 	m.logger.Info("config accepted", "generation", gen)
