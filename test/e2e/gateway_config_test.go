@@ -8,14 +8,16 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"text/template"
 	"time"
-
-	"skein.dev/skein/internal/runtime/local/supervisor"
 )
 
 // gatewayEnv is what the gateway suite's config is generated from: free high ports for
@@ -33,7 +35,7 @@ type gatewayEnv struct {
 // newGatewayEnv writes the suite's config into a fresh folder and returns it.
 func newGatewayEnv(t *testing.T) (gatewayEnv, string) {
 	t.Helper()
-	ports, err := supervisor.AllocatePorts(7)
+	ports, err := listenerPorts(7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -740,4 +742,30 @@ spec:
   ports: [{name: http, port: 8080}]
 ---
 `
+}
+
+// listenerPorts picks n distinct ports for gateway listeners that are free on
+// 127.0.0.1, below the kernel's ephemeral range (32768 and up): a port the kernel may
+// give any outgoing connection (other tests' clients and proxies) could be taken
+// between choosing it and the gateway proxy binding it.
+func listenerPorts(n int) ([]int, error) {
+	seen := map[int]bool{}
+	var out []int
+	for tries := 0; len(out) < n && tries < 1000; tries++ {
+		p := 20000 + mrand.IntN(12000)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		out = append(out, p)
+	}
+	if len(out) < n {
+		return nil, fmt.Errorf("found %d free listener ports of %d", len(out), n)
+	}
+	return out, nil
 }

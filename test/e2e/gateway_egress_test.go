@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
-
-	"skein.dev/skein/internal/runtime/local/supervisor"
 )
 
 // egressConfig is Istio's egress gateway with TLS origination ("Egress gateways with
@@ -87,7 +85,7 @@ spec:
 // it must see the call over TLS, with the SNI and Host of ext.example.com, from the
 // egress gateway (not from the client's sidecar).
 func TestEgressGatewayTLSOrigination(t *testing.T) {
-	ports, err := supervisor.AllocatePorts(1)
+	ports, err := listenerPorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"skein.dev/skein/internal/runtime/local/supervisor"
 )
 
 // istioIngressConfig is Istio's ingress pattern: a gateway Workload (role gateway, no
@@ -144,7 +142,7 @@ spec:
 // TestIstioIngressGateway: requests from the host to the Istio gateway's servers,
 // and from a sidecar for the VirtualService bound to both the gateway and `mesh`.
 func TestIstioIngressGateway(t *testing.T) {
-	ports, err := supervisor.AllocatePorts(4)
+	ports, err := listenerPorts(4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +264,7 @@ func TestIstioIngressGateway(t *testing.T) {
 // TestGatewayNetns: in isolation netns the workloads are pods; the gateway proxy runs
 // on the host and reaches them on their pod addresses, with mesh mTLS.
 func TestGatewayNetns(t *testing.T) {
-	ports, err := supervisor.AllocatePorts(1)
+	ports, err := listenerPorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}

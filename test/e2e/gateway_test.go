@@ -125,13 +125,12 @@ func startGatewaySuite(t *testing.T) *gwSuite {
 	s.roots.AppendCertsFromPEM(env.CAPEM)
 	s.m = startMesh(t, dir)
 	// The gateway proxy is ready when its listener answers with the route config in.
+	// Each Gateway has its own proxy: wait until both answer with their routes in.
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		a := s.do(t, req{port: env.HTTP, host: "match.example.com", path: "/"})
-		if a.status == http.StatusOK || time.Now().After(deadline) {
-			break
+	for _, r := range []req{{port: env.HTTP, host: "match.example.com", path: "/"}, {port: env.HostPort, host: "bar.com", path: "/"}} {
+		for s.do(t, r).status != http.StatusOK && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	return s
 }

@@ -4,18 +4,23 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	_ "google.golang.org/grpc/xds" // registers the xds:/// resolver and balancers
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"skein.dev/skein/internal/echo"
 )
@@ -29,6 +34,11 @@ type proxylessJob struct {
 	Target   string            `json:"target"`
 	Calls    int               `json:"calls"`
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// RequestIDs gives each call its own x-request-id with this prefix (the echo's
+	// ledger counts attempts per id).
+	RequestIDs string `json:"requestIDs,omitempty"`
+	// Method, when set, is invoked with an empty message instead of echo's.
+	Method string `json:"method,omitempty"`
 }
 
 // proxylessResult counts answers by workload, and errors by gRPC code.
@@ -57,7 +67,19 @@ func proxylessClientMain() int {
 	}
 	res := proxylessResult{Workloads: map[string]int{}, Codes: map[string]int{}}
 	for i := 0; i < job.Calls; i++ {
-		resp, err := echo.CallGRPC(ctx, conn, map[string]any{"message": "hi"}, grpc.WaitForReady(true))
+		cctx := ctx
+		if job.RequestIDs != "" {
+			cctx = metadata.AppendToOutgoingContext(ctx, "x-request-id", fmt.Sprintf("%s-%d", job.RequestIDs, i))
+		}
+		if job.Method != "" {
+			err := conn.Invoke(cctx, job.Method, &emptypb.Empty{}, &emptypb.Empty{}, grpc.WaitForReady(true))
+			res.Codes[status.Code(err).String()]++
+			if err != nil && res.FirstErr == "" {
+				res.FirstErr = err.Error()
+			}
+			continue
+		}
+		resp, err := echo.CallGRPC(cctx, conn, map[string]any{"message": "hi"}, grpc.WaitForReady(true))
 		res.Codes[status.Code(err).String()]++
 		if err != nil {
 			if res.FirstErr == "" {
@@ -126,6 +148,28 @@ func TestProxylessGRPC(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "catalog-routing.yaml"), []byte(withFault), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	retrySrv := startRetryServer(t)
+	writeFile(t, filepath.Join(dir, "retry-entry.yaml"), fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: retry}
+spec:
+  hosts: [retry.example.com]
+  ports: [{number: 9090, name: grpc, protocol: GRPC}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, ports: {grpc: %d}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: retry}
+spec:
+  hosts: [retry.example.com]
+  http:
+  - match: [{headers: {x-retry: {exact: "yes"}}}]
+    retries: {attempts: 3, retryOn: unavailable}
+    route: [{destination: {host: retry.example.com}}]
+  - retries: {attempts: 0}
+    route: [{destination: {host: retry.example.com}}]
+`, retrySrv.port))
 	m := startMesh(t, dir)
 	boot := filepath.Join(t.TempDir(), "bootstrap.json")
 	if out, err := m.skein("bootstrap", "--grpc", "client", "-o", boot); err != nil {
@@ -152,6 +196,22 @@ func TestProxylessGRPC(t *testing.T) {
 		t.Errorf("x-fault: abort: %+v, want 20 × Unavailable from the client's fault filter", fault)
 	}
 
+	// Retries from the VirtualService, by gRPC status, against a native gRPC server
+	// declared by a ServiceEntry: it fails the first x-fail attempts of each request id
+	// with a trailers-only UNAVAILABLE (grpc-go retries only those, gRFC A6; skein
+	// echo serves gRPC through net/http, whose errors come as headers then trailers).
+	const retryTarget = "xds:///retry.example.com:9090"
+	retried := runProxyless(t, boot, proxylessJob{Target: retryTarget, Calls: 10, RequestIDs: "retry", Method: retryMethod,
+		Metadata: map[string]string{"x-retry": "yes", "x-fail": "2"}})
+	if retried.Codes["OK"] != 10 || retrySrv.attempts("retry-0") != 3 {
+		t.Errorf("retries {attempts: 3, retryOn: unavailable} with 2 failing attempts: %+v (%d attempts of retry-0), want 10 × OK after 3 attempts", retried, retrySrv.attempts("retry-0"))
+	}
+	unretried := runProxyless(t, boot, proxylessJob{Target: retryTarget, Calls: 10, RequestIDs: "noretry", Method: retryMethod,
+		Metadata: map[string]string{"x-fail": "1"}})
+	if unretried.Codes["Unavailable"] != 10 || retrySrv.attempts("noretry-0") != 1 {
+		t.Errorf("retries {attempts: 0} with a failing attempt: %+v, want 10 × Unavailable after 1 attempt", unretried)
+	}
+
 	st, err := m.status()
 	if err != nil {
 		t.Fatal(err)
@@ -172,4 +232,54 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// retryMethod is the method of the retry server (any method is served).
+const retryMethod = "/skein.test.Retry/Call"
+
+// retryServer is a native gRPC server (not through net/http) counting attempts per
+// x-request-id and failing the first x-fail of them with UNAVAILABLE.
+type retryServer struct {
+	port int
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (s *retryServer) attempts(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seen[id]
+}
+
+func startRetryServer(t *testing.T) *retryServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &retryServer{port: ln.Addr().(*net.TCPAddr).Port, seen: map[string]int{}}
+	gs := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, stream grpc.ServerStream) error {
+		var in emptypb.Empty
+		if err := stream.RecvMsg(&in); err != nil {
+			return err
+		}
+		md, _ := metadata.FromIncomingContext(stream.Context())
+		first := func(k string) string {
+			if v := md.Get(k); len(v) > 0 {
+				return v[0]
+			}
+			return ""
+		}
+		s.mu.Lock()
+		s.seen[first("x-request-id")]++
+		n := s.seen[first("x-request-id")]
+		s.mu.Unlock()
+		if fail, _ := strconv.Atoi(first("x-fail")); n <= fail {
+			return status.Errorf(codes.Unavailable, "failing attempt %d", n)
+		}
+		return stream.SendMsg(&emptypb.Empty{})
+	}))
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+	return s
 }

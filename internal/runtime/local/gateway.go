@@ -195,3 +195,26 @@ func (m *Mesh) gatewayEndpointsLocked(w *workloadRun) []model.Endpoint {
 	}
 	return eps
 }
+
+// withoutGatewayKeys is the mesh as the API shows it: gateway listeners' private keys
+// (from Secrets) are left out; the shared mesh is not modified.
+func withoutGatewayKeys(cfg *model.Mesh) *model.Mesh {
+	if len(cfg.Gateways) == 0 {
+		return cfg
+	}
+	out := *cfg
+	out.Gateways = make([]*model.Gateway, len(cfg.Gateways))
+	for i, g := range cfg.Gateways {
+		c := *g
+		c.Listeners = append([]model.GatewayListener(nil), g.Listeners...)
+		for j := range c.Listeners {
+			if t := c.Listeners[j].TLS; t != nil && t.Key != "" {
+				redacted := *t
+				redacted.Key = ""
+				c.Listeners[j].TLS = &redacted
+			}
+		}
+		out.Gateways[i] = &c
+	}
+	return &out
+}

@@ -161,5 +161,5 @@ func (m *Mesh) ExecEnv(name, namespace string) (api.ExecEnv, error) {
 func (m *Mesh) Config() *model.Mesh {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.cfg
+	return withoutGatewayKeys(m.cfg)
 }
