@@ -172,18 +172,25 @@ spec:
 		return out
 	}
 
-	// Every node connected and in sync, then traffic flows.
-	if out, err := skeinCmd("status", "--api", cp.api, "--wait", "20s"); err != nil || strings.Count(out, "SYNCED") != 3 {
-		t.Fatalf("skein status --api: %v\n%s\n%s", err, out, dump())
-	}
-	st, err := cp.status()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range st.Proxies {
-		if !strings.HasPrefix(p.SPIFFEID, "spiffe://cluster.local/ns/default/sa/") {
-			t.Errorf("proxy %s has no workload certificate in skein status: %+v", p.ID, p)
+	// Every node connected, in sync and certified (the control plane cannot know how
+	// many proxies to expect, so its readiness alone does not say), then traffic flows.
+	if !poll(20*time.Second, func() bool {
+		st, err := cp.status()
+		if err != nil || len(st.Proxies) != 3 {
+			return false
 		}
+		for _, p := range st.Proxies {
+			if !p.Connected || !p.InSync || !strings.HasPrefix(p.SPIFFEID, "spiffe://cluster.local/ns/default/sa/") {
+				return false
+			}
+		}
+		return true
+	}) {
+		st, _ := cp.status()
+		t.Fatalf("the three proxies did not connect, sync and get certificates within 20s: %+v\n%s", st.Proxies, dump())
+	}
+	if out, err := skeinCmd("status", "--api", cp.api); err != nil || strings.Count(out, "SYNCED") != 3 || strings.Count(out, "spiffe://") != 3 {
+		t.Errorf("skein status --api: %v\n%s", err, out)
 	}
 	var lastErr error
 	if !poll(15*time.Second, func() bool { _, lastErr = call(""); return lastErr == nil }) {
