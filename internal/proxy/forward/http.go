@@ -2,9 +2,7 @@ package forward
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -183,15 +181,6 @@ func rewrite(pr *httputil.ProxyRequest) {
 	if pr.Out.Header.Get("X-Request-Id") == "" {
 		pr.Out.Header.Set("X-Request-Id", newRequestID())
 	}
-}
-
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = (b[6] & 0x0f) | 0x40 // UUID v4 layout, as Envoy generates
-	b[8] = (b[8] & 0x3f) | 0x80
-	s := hex.EncodeToString(b[:])
-	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
 }
 
 // HTTPHandler serves requests arriving on the named listener's filter chain.
