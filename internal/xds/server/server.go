@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"log/slog"
 	"net"
 	"sort"
@@ -141,6 +142,9 @@ type streamKey struct {
 type streamState struct {
 	nodeID string
 	sent   map[string]sentResponse // by type URL: the last response on this stream
+	// alias, when set, is the node a generic client's extra stream is served as
+	// (streamNode): its node id plus the stream, with that id's own snapshot.
+	alias *core.Node
 }
 
 type sentResponse struct{ nonce, version string }
