@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"skein.dev/skein/internal/proxy/h1client"
 	"skein.dev/skein/internal/proxy/inspect"
 
 	"skein.dev/skein/internal/proxy/peer"
@@ -69,7 +70,9 @@ type Forwarder struct {
 	log     *slog.Logger
 	proxy   *httputil.ReverseProxy
 	h1, h2  *http.Transport
-	tls     tlsTransports
+	// h1c carries HTTP/1.1 requests (h1.go); the transports the rest.
+	h1c *h1client.Pool
+	tls tlsTransports
 	// idlePools: transports with a cluster's idle timeout (pool.go).
 	idlePools idlePools
 }
@@ -123,6 +126,7 @@ func New(opts Options) *Forwarder {
 		// The proxy forwards bodies as they are; it must not add gzip itself.
 		DisableCompression: true,
 	}
+	f.h1c = h1client.New(dialH1)
 	f.h2 = &http.Transport{DialContext: dial, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	f.h2.Protocols = new(http.Protocols)
 	f.h2.Protocols.SetUnencryptedHTTP2(true)
@@ -141,23 +145,18 @@ func New(opts Options) *Forwarder {
 // Close releases idle upstream connections.
 func (f *Forwarder) Close() {
 	f.h1.CloseIdleConnections()
+	f.h1c.CloseIdle()
 	f.h2.CloseIdleConnections()
 	f.tls.closeIdle()
 	f.idlePools.closeIdle()
 }
 
 func dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: 5 * time.Second}
-	if t, ok := ctx.Value(connectTimeoutKey).(time.Duration); ok && t > 0 {
-		d.Timeout = t
-	}
-	if b, ok := ctx.Value(bindKey).(string); ok && b != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(b)}
-	}
-	applyDialOptions(ctx, &d) // cluster keepalive (pool.go)
-	conn, err := d.DialContext(ctx, network, addr)
+	timeout, _ := ctx.Value(connectTimeoutKey).(time.Duration)
+	bind, _ := ctx.Value(bindKey).(string)
+	conn, err := dialTCP(ctx, addr, timeout, bind, dialKeepAlive(ctx)) // cluster keepalive (pool.go)
 	if err != nil {
-		return nil, &ConnectError{Address: addr, Err: err}
+		return nil, err
 	}
 	return countConn(ctx, conn), nil
 }
@@ -506,26 +505,36 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, ErrNoHealthyUpstream)
 		}
 		attemptCtx, stopPerTry, cancel := perTryContext(ctx, policy.PerTryTimeout)
+		fast := useH1Client(req, ep, http2)
 		var transport http.RoundTripper = rt.f.h1
 		out := req.WithContext(attemptCtx)
 		u := *req.URL
 		u.Host = ep.Address
 		switch {
 		case ep.TLS != nil:
-			transport = rt.f.tls.get(ep.TLS.Key, http2)
-			out = req.WithContext(context.WithValue(attemptCtx, tlsClientKey, ep.TLS))
 			u.Scheme = "https"
+			if !fast {
+				transport = rt.f.tls.get(ep.TLS.Key, http2)
+				out = req.WithContext(context.WithValue(attemptCtx, tlsClientKey, ep.TLS))
+			}
 		case http2:
 			transport = rt.f.h2
 		}
 		out.URL = &u
 		if body != nil {
 			out.Body = body.attempt()
+			out.GetBody = body.getBody
 		}
 		st.info.UpstreamHost = ep.Address
 		done := ep.Begin()
 		start := time.Now()
-		resp, err := rt.f.pooled(c, transport, http2).RoundTrip(out)
+		var resp *http.Response
+		var err error
+		if fast {
+			resp, err = rt.f.h1c.RoundTrip(out, h1Target(c, ep))
+		} else {
+			resp, err = rt.f.pooled(c, transport, http2).RoundTrip(out)
+		}
 		perTry := stopPerTry()
 		if perTry {
 			if resp != nil {

@@ -147,9 +147,28 @@ type replayBody struct {
 	srcErr   error
 	overflow bool
 	gen      int
+	// getBody is replay as a func value, made once per request.
+	getBody func() (io.ReadCloser, error)
 }
 
-func newReplayBody(src io.ReadCloser) *replayBody { return &replayBody{src: src} }
+func newReplayBody(src io.ReadCloser) *replayBody {
+	b := &replayBody{src: src}
+	b.getBody = b.replay
+	return b
+}
+
+// errNotReplayable: the body was longer than what is kept for a replay.
+var errNotReplayable = errors.New("request body too long to send again")
+
+// replay is a request's GetBody: a new attempt's reader, when all that was read so far
+// was kept. Transports use it to send a request again on a fresh connection after a
+// reused one turned out closed.
+func (b *replayBody) replay() (io.ReadCloser, error) {
+	if !b.replayable() {
+		return nil, errNotReplayable
+	}
+	return b.attempt(), nil
+}
 
 // attempt returns the reader for a new attempt.
 func (b *replayBody) attempt() io.ReadCloser {
