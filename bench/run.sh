@@ -10,6 +10,8 @@ if ! command -v fortio >/dev/null 2>&1 || [ "$(fortio version 2>/dev/null)" != "
   # v1.68.2 is the newest fortio that builds from the module proxy here (see FACTS).
   go install fortio.org/fortio@v1.68.2
 fi
-go build -o bin/skein ./cmd/skein
+# skein up runs the lean sidecar binary bin/skein-proxy found next to bin/skein.
+# grpcnotrace: see the Makefile.
+go build -tags grpcnotrace -o bin/ ./cmd/skein ./cmd/skein-proxy
 go build -o bin/bench-harness ./bench/harness
 exec bin/bench-harness -skein bin/skein -fortio "$(command -v fortio)" ${QUICK:+-quick} "$@"

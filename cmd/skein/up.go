@@ -14,6 +14,7 @@ import (
 
 	"skein.dev/skein/examples/demo"
 	"skein.dev/skein/internal/model"
+	"skein.dev/skein/internal/proxy/proxycmd"
 	"skein.dev/skein/internal/proxy/telemetry"
 	"skein.dev/skein/internal/runtime/local"
 	"skein.dev/skein/internal/runtime/local/podnet"
@@ -25,9 +26,10 @@ func newUpCmd() *cobra.Command {
 	var sharedUser bool
 	var caDir, trustDomain, rootNamespace string
 	var detection, certTTL time.Duration
-	var tr tracingFlags
+	var tr proxycmd.TracingFlags
 	var dropLabels []string
 	var noAccessLog bool
+	var proxyBinary string
 	cmd := &cobra.Command{
 		Use:   "up [DIR]",
 		Short: "Run a whole mesh on this machine from a folder of YAML (default: the built-in demo)",
@@ -47,6 +49,12 @@ on 127.0.0.1 and apps reach the mesh through HTTP_PROXY and per-service ports.`,
 			if err != nil {
 				return err
 			}
+			log := newLogger(logLevel)
+			proxyBin, note, err := local.ResolveProxyBinary(self, proxyBinary)
+			if err != nil {
+				return fmt.Errorf("--proxy-binary: %w", err)
+			}
+			log.Info(note)
 			cidr, err := netip.ParsePrefix(podCIDR)
 			if err != nil || !cidr.Addr().Is4() {
 				return fmt.Errorf("--pod-cidr %q: want an IPv4 CIDR such as %s", podCIDR, podnet.DefaultCIDR)
@@ -71,23 +79,24 @@ on 127.0.0.1 and apps reach the mesh through HTTP_PROXY and per-service ports.`,
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "using the built-in demo, written to %s\n", dir)
 			}
-			if _, err := tr.options(); err != nil {
+			if _, err := tr.Options(); err != nil {
 				return err
 			}
 			if err := telemetry.ValidateDropLabels(dropLabels); err != nil {
 				return fmt.Errorf("--metrics-drop-labels: %w", err)
 			}
-			proxyArgs := tr.args()
+			proxyArgs := tr.Args()
 			if len(dropLabels) > 0 {
 				proxyArgs = append(proxyArgs, "--metrics-drop-labels", strings.Join(dropLabels, ","))
 			}
 			return local.Run(cmd.Context(), local.Options{
-				ConfigDir: dir,
-				StateDir:  stateDir,
-				Isolation: isolation,
-				Self:      self,
-				Logger:    newLogger(logLevel),
-				Out:       cmd.OutOrStdout(),
+				ConfigDir:   dir,
+				StateDir:    stateDir,
+				Isolation:   isolation,
+				Self:        self,
+				ProxyBinary: proxyBin,
+				Logger:      log,
+				Out:         cmd.OutOrStdout(),
 
 				CADir:         caDir,
 				CertTTL:       certTTL,
@@ -117,7 +126,8 @@ on 127.0.0.1 and apps reach the mesh through HTTP_PROXY and per-service ports.`,
 	cmd.Flags().BoolVar(&noAccessLog, "no-access-log", false, "do not write <state-dir>/logs/<proxy>.access.log")
 	cmd.Flags().BoolVar(&sharedUser, "shared-user", false, "as root, still run sidecars and apps as skein up's user (by default each replica's sidecar and app get users of their own, so no workload can read another's credential)")
 	cmd.Flags().StringSliceVar(&dropLabels, "metrics-drop-labels", nil, "standard istio_* labels every sidecar drops (cardinality)")
-	tr.register(cmd.Flags())
+	cmd.Flags().StringVar(&proxyBinary, "proxy-binary", os.Getenv("SKEIN_PROXY_BINARY"), "what sidecars and gateways run: the lean skein-proxy binary at this path, or \""+local.ProxyBuiltin+"\" for `skein proxy` (default $SKEIN_PROXY_BINARY, else a skein-proxy of the same build next to skein, else `skein proxy`)")
+	tr.Register(cmd.Flags())
 	return cmd
 }
 

@@ -40,10 +40,13 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	skeinBin = filepath.Join(dir, "skein")
-	build := exec.Command("go", "build", "-o", skeinBin, "skein.dev/skein/cmd/skein")
+	// Built as `make build` does: skein and, next to it, the lean sidecar binary
+	// skein-proxy that skein up runs, so the suites exercise what users run.
+	build := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", dir+string(filepath.Separator),
+		"skein.dev/skein/cmd/skein", "skein.dev/skein/cmd/skein-proxy")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Println("e2e: build skein:", err)
+		fmt.Println("e2e: build skein and skein-proxy:", err)
 		os.Exit(1)
 	}
 	sweepNetnsStateDirs()

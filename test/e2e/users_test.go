@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,6 +60,11 @@ func credentialIsolation(t *testing.T, isolation string) {
 			seen[uid] = who
 		}
 		sc.token = flagOf(t, r.ProxyPid, "--ca-token-file")
+		// The sidecar is the lean binary built next to skein, exec'd under its own
+		// user (and in netns, inside the pod).
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", r.ProxyPid)); err != nil || filepath.Base(exe) != "skein-proxy" {
+			t.Errorf("%s sidecar runs %q (%v), want skein-proxy", name, exe, err)
+		}
 		env := m.execEnv(name)
 		app.socket = strings.TrimPrefix(env["SPIFFE_ENDPOINT_SOCKET"], "unix://")
 		sidecars[name], apps[name] = sc, app

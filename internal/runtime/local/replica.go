@@ -431,19 +431,24 @@ func envName(s string) string {
 	}, s)
 }
 
-// sidecarCommand is the `skein proxy` command line of a replica's sidecar.
+// sidecarCommand is the proxy command line of a replica's sidecar: the lean
+// skein-proxy when there is one (Options.ProxyBinary), else `skein proxy`.
 func (m *Mesh) sidecarCommand(r *replicaRun, nodeJSON, logDir string) []string {
 	xds := m.xdsAddr
 	if r.pod != nil {
 		xds = m.podXDS // pods reach the control plane on the bridge
 	}
-	cmd := []string{m.opts.Self, "proxy",
+	cmd := []string{m.opts.Self, "proxy"}
+	if m.opts.ProxyBinary != "" {
+		cmd = []string{m.opts.ProxyBinary}
+	}
+	cmd = append(cmd,
 		"--xds-address", xds,
 		"--node-json", nodeJSON,
 		"--admin-address", r.adminAddr(),
 		"--metrics-address", r.metricsAddr(),
 		"--ca-token-file", r.identity.tokenFile,
-		"--trust-domain", m.sec.ca.TrustDomain().Name()}
+		"--trust-domain", m.sec.ca.TrustDomain().Name())
 	if !m.opts.NoAccessLogs && !r.telemetry.AccessLogDisabled {
 		r.accessLog = filepath.Join(logDir, r.proxy.ID+".access.log")
 		cmd = append(cmd, "--access-log", r.accessLog)

@@ -38,8 +38,12 @@ type Options struct {
 	Isolation string
 	// Self is the path of the skein binary, run for sidecars and for commands whose
 	// first word is "skein".
-	Self   string
-	Logger *slog.Logger
+	Self string
+	// ProxyBinary, when set, is the lean sidecar binary (cmd/skein-proxy, same flags as
+	// `skein proxy`) that sidecars and gateways run; empty runs `Self proxy`. See
+	// ResolveProxyBinary.
+	ProxyBinary string
+	Logger      *slog.Logger
 	// Out receives the human-facing progress lines.
 	Out io.Writer
 	// XDSOverride, when set, lets tests replace what a node is served (see
