@@ -28,8 +28,8 @@ func useH1Client(req *http.Request, ep *upstream.Endpoint, http2 bool) bool {
 }
 
 // h1Target describes the attempt's endpoint and the cluster's connection options.
-func h1Target(c *upstream.Cluster, ep *upstream.Endpoint) *h1client.Target {
-	t := &h1client.Target{
+func h1Target(c *upstream.Cluster, ep *upstream.Endpoint) h1client.Target {
+	t := h1client.Target{
 		Key:            h1client.Key{Addr: ep.Address, Bind: c.BindAddress},
 		IdleTimeout:    c.Policy.IdleTimeout,
 		MaxRequests:    c.Policy.MaxRequestsPerConnection,

@@ -2,13 +2,14 @@ package forward
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -104,6 +105,9 @@ type reqState struct {
 	// cors the CORS headers it gets.
 	respHeaders []resource.HeaderMutation
 	cors        http.Header
+	// target is the h1client target of the attempt in flight (kept here to save an
+	// allocation per attempt).
+	target h1client.Target
 }
 
 // New returns a Forwarder. Its connection pools are shared by all configs, keyed by
@@ -151,6 +155,15 @@ func (f *Forwarder) Close() {
 	f.idlePools.closeIdle()
 }
 
+// dialContext carries the cluster's connect timeout and source address to dial.
+func dialContext(ctx context.Context, c *upstream.Cluster) context.Context {
+	ctx = context.WithValue(ctx, connectTimeoutKey, c.ConnectTimeout)
+	if c.BindAddress != "" {
+		ctx = context.WithValue(ctx, bindKey, c.BindAddress)
+	}
+	return ctx
+}
+
 func dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	timeout, _ := ctx.Value(connectTimeoutKey).(time.Duration)
 	bind, _ := ctx.Value(bindKey).(string)
@@ -184,13 +197,26 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
+// newRequestID is a random UUID v4, as Envoy generates, in one allocation. The
+// runtime's per-thread ChaCha8 generator (math/rand/v2) is seeded from the OS and
+// needs no syscall or lock; a request id is a correlation key, not a secret.
 func newRequestID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = (b[6] & 0x0f) | 0x40 // UUID v4 layout, as Envoy generates
-	b[8] = (b[8] & 0x3f) | 0x80
-	s := hex.EncodeToString(b[:])
-	return s[:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:]
+	binary.LittleEndian.PutUint64(b[:8], mrand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], mrand.Uint64())
+	b[6] = (b[6] & 0x0f) | 0x40 // version 4
+	b[8] = (b[8] & 0x3f) | 0x80 // variant
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:36], b[10:16])
+	return string(s[:])
 }
 
 // HTTPHandler serves requests arriving on the named listener's filter chain.
@@ -462,16 +488,13 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		// with HTTP/2 and gRPC.
 		http2 = false
 	}
-	ctx := context.WithValue(req.Context(), connectTimeoutKey, c.ConnectTimeout)
-	if c.BindAddress != "" {
-		ctx = context.WithValue(ctx, bindKey, c.BindAddress)
-	}
+	ctx := req.Context()
 	if c.OriginalDst {
 		dst, err := originalDestination(inspect.ConnFromContext(req.Context()))
 		if err != nil {
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 		}
-		out := req.WithContext(ctx)
+		out := req.WithContext(dialContext(ctx, c))
 		u := *req.URL
 		u.Host = dst
 		out.URL = &u
@@ -487,7 +510,6 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 	}
-	ctx = poolContext(ctx, c)
 	policy := st.retry
 	if policy == nil {
 		policy = implicitRetry
@@ -507,7 +529,17 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		attemptCtx, stopPerTry, cancel := perTryContext(ctx, policy.PerTryTimeout)
 		fast := useH1Client(req, ep, http2)
 		var transport http.RoundTripper = rt.f.h1
-		out := req.WithContext(attemptCtx)
+		var out *http.Request
+		if fast {
+			out = req.WithContext(attemptCtx)
+		} else {
+			// http.Transport's dialer reads the cluster's connection options here.
+			tctx := poolContext(dialContext(attemptCtx, c), c)
+			if ep.TLS != nil {
+				tctx = context.WithValue(tctx, tlsClientKey, ep.TLS)
+			}
+			out = req.WithContext(tctx)
+		}
 		u := *req.URL
 		u.Host = ep.Address
 		switch {
@@ -515,7 +547,6 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			u.Scheme = "https"
 			if !fast {
 				transport = rt.f.tls.get(ep.TLS.Key, http2)
-				out = req.WithContext(context.WithValue(attemptCtx, tlsClientKey, ep.TLS))
 			}
 		case http2:
 			transport = rt.f.h2
@@ -531,7 +562,8 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		var resp *http.Response
 		var err error
 		if fast {
-			resp, err = rt.f.h1c.RoundTrip(out, h1Target(c, ep))
+			st.target = h1Target(c, ep)
+			resp, err = rt.f.h1c.RoundTrip(out, &st.target)
 		} else {
 			resp, err = rt.f.pooled(c, transport, http2).RoundTrip(out)
 		}

@@ -129,13 +129,17 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // whether the per-try timeout fired.
 func perTryContext(ctx context.Context, d time.Duration) (context.Context, func() bool, context.CancelFunc) {
 	if d <= 0 {
-		c, cancel := context.WithCancel(ctx)
-		return c, func() bool { return false }, cancel
+		// No context of its own: an attempt ends with its response body, and an
+		// abandoned attempt's body reads fail (replayBody), so nothing needs cancelling.
+		return ctx, noPerTry, noCancel
 	}
 	c, cancel := context.WithCancelCause(ctx)
 	t := time.AfterFunc(d, func() { cancel(errPerTryTimeout) })
 	return c, func() bool { return !t.Stop() }, func() { cancel(nil) }
 }
+
+func noPerTry() bool { return false }
+func noCancel()      {}
 
 // replayBody keeps what was read of a request body (up to a limit) so a retry can send
 // it again. Each attempt reads through its own attemptBody; starting a new attempt
