@@ -28,7 +28,8 @@ import (
 // gRPC stream to the control plane on loopback (25 streams share one connection),
 // subscribing as the skein proxy does (CDS and LDS wildcard, then EDS and RDS by name)
 // and ACKing every response. They keep no config, only what they need to ACK. When
-// every client has ACKed all four types at a new generation, one JSON line is printed.
+// every client has ACKed all four types, the newest at a new generation, one JSON line
+// is printed.
 
 // syncEvent: a client ACKed every type at generation gen.
 type syncEvent struct {
@@ -195,7 +196,10 @@ func (c *adsClient) run(ctx context.Context, conn *grpc.ClientConn) error {
 
 func (c *adsClient) nodeProto() *corev3.Node { return c.node }
 
-// syncedGen: every type ACKed at the same generation (versions are "<gen>-<hash>").
+// syncedGen: every type ACKed, the newest at generation gen (versions are
+// "<gen>-<hash>"; the server resends only the types a generation changed, so the
+// others keep an older generation). The server process checks, from its own ACK
+// tracking, that every type of every client is in sync.
 func (c *adsClient) syncedGen() (int64, bool) {
 	var gen int64 = -1
 	for _, t := range []string{rsrc.ClusterType, rsrc.EndpointType, rsrc.ListenerType, rsrc.RouteType} {
@@ -205,10 +209,10 @@ func (c *adsClient) syncedGen() (int64, bool) {
 			return 0, false
 		}
 		n, err := strconv.ParseInt(g, 10, 64)
-		if err != nil || (gen >= 0 && n != gen) {
+		if err != nil {
 			return 0, false
 		}
-		gen = n
+		gen = max(gen, n)
 	}
 	return gen, true
 }

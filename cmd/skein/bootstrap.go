@@ -21,7 +21,7 @@ func newBootstrapCmd() *cobra.Command {
 		Use:   "bootstrap --grpc WORKLOAD[.NAMESPACE]",
 		Short: "Write an xDS bootstrap for a proxyless gRPC client (grpc-go's xds:/// resolver)",
 		Long: `bootstrap writes the JSON that grpc-go reads from $GRPC_XDS_BOOTSTRAP: the control
-plane of the running skein up (or --xds), and a node identity for WORKLOAD. A client
+plane of the running skein up (or --xds-address, e.g. a skein control's), and a node identity for WORKLOAD. A client
 built with google.golang.org/grpc/xds and dialing
 xds:///catalog.default.svc.cluster.local:9090 then gets the routes, weights and faults
 of the VirtualServices for catalog from skein, without a sidecar.`,
@@ -33,7 +33,7 @@ of the VirtualServices for catalog from skein, without a sidecar.`,
 			if xdsAddr == "" {
 				inst, err := statedir.Read(stateDir)
 				if err != nil {
-					return &exitError{code: 2, err: fmt.Errorf("%w; or give the control plane with --xds", err)}
+					return &exitError{code: 2, err: fmt.Errorf("%w; or give the control plane with --xds-address", err)}
 				}
 				xdsAddr = inst.XDS
 			}
@@ -61,7 +61,8 @@ of the VirtualServices for catalog from skein, without a sidecar.`,
 	}
 	cmd.Flags().BoolVar(&grpcMode, "grpc", false, "write a grpc-go xDS bootstrap (required)")
 	cmd.Flags().StringVar(&stateDir, "state-dir", statedir.Default(), "state dir of the skein up instance whose control plane to use")
-	cmd.Flags().StringVar(&xdsAddr, "xds", "", "control plane address (host:port) instead of the running skein up's")
+	cmd.Flags().StringVar(&xdsAddr, "xds-address", "", "control plane address (host:port, e.g. skein control's "+defaultControlXDS+") instead of the running skein up's")
+	cmd.Flags().StringVar(&xdsAddr, "xds", "", "same as --xds-address")
 	cmd.Flags().StringVar(&nodeID, "node-id", "", "xDS node id (default <workload>-grpc-<random>.<namespace>, unique per bootstrap)")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "file to write (default stdout)")
 	cmd.Flags().StringVar(&region, "region", "", "locality region of the client")

@@ -14,7 +14,7 @@ func TestBootstrapGRPCGolden(t *testing.T) {
 	var out bytes.Buffer
 	cmd := newRootCmd()
 	cmd.SetOut(&out)
-	cmd.SetArgs([]string{"bootstrap", "--grpc", "client", "--xds", "127.0.0.1:15010", "--node-id", "client-grpc-1.default", "--zone", "z1", "--region", "r1"})
+	cmd.SetArgs([]string{"bootstrap", "--grpc", "client", "--xds-address", "127.0.0.1:15010", "--node-id", "client-grpc-1.default", "--zone", "z1", "--region", "r1"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,7 @@ func newRootCmd() *cobra.Command {
 		newProxyCmd(),
 		newEchoCmd(),
 		newUpCmd(),
+		newControlCmd(),
 		newStatusCmd(),
 		newExecCmd(),
 		newDownCmd(),

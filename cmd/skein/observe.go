@@ -26,7 +26,7 @@ import (
 var observeClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 
 func targetsOf(ctx context.Context, stateDir, workload string) ([]observe.Target, api.Status, error) {
-	st, err := fetchStatus(ctx, stateDir)
+	st, err := fetchStatus(ctx, stateDir, "")
 	if err != nil {
 		return nil, st, &exitError{code: 2, err: err}
 	}

@@ -17,19 +17,21 @@ import (
 )
 
 func newStatusCmd() *cobra.Command {
-	var stateDir, output string
+	var stateDir, apiAddr, output string
 	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show workloads, replicas and each proxy's config sync state of a running skein up",
+		Short: "Show workloads, replicas and each proxy's config sync state of a running skein up (or skein control)",
 		Long: `status exits 0 only when every workload replica is running and every proxy has
-ACKed the newest config. With --wait it polls until that holds or the time is up.`,
+ACKed the newest config. With --wait it polls until that holds or the time is up.
+--api asks the local API at that address (skein control's --api-address) instead of
+the skein up of --state-dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			deadline := time.Now().Add(wait)
 			for {
-				st, err := fetchStatus(ctx, stateDir)
+				st, err := fetchStatus(ctx, stateDir, apiAddr)
 				if err == nil && st.Ready || time.Now().After(deadline) || ctx.Err() != nil {
 					if err != nil {
 						return &exitError{code: 2, err: err}
@@ -56,12 +58,16 @@ ACKed the newest config. With --wait it polls until that holds or the time is up
 		},
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", statedir.Default(), "state dir of the skein up instance")
+	cmd.Flags().StringVar(&apiAddr, "api", "", "address of the local API to ask (e.g. skein control's "+defaultControlAPI+") instead of --state-dir's")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	cmd.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for the mesh to be ready")
 	return cmd
 }
 
-func fetchStatus(ctx context.Context, stateDir string) (api.Status, error) {
+func fetchStatus(ctx context.Context, stateDir, apiAddr string) (api.Status, error) {
+	if apiAddr != "" {
+		return api.NewClient(apiAddr).Status(ctx)
+	}
 	inst, err := statedir.Read(stateDir)
 	if err != nil {
 		return api.Status{}, err
@@ -70,7 +76,11 @@ func fetchStatus(ctx context.Context, stateDir string) (api.Status, error) {
 }
 
 func printStatus(w io.Writer, st api.Status) {
-	fmt.Fprintf(w, "config %s (generation %d), isolation %s, xDS %s\n", st.ConfigDir, st.Generation, st.Isolation, st.XDSAddress)
+	if st.Isolation == "control" {
+		fmt.Fprintf(w, "skein control: config %s (generation %d), xDS %s\n", st.ConfigDir, st.Generation, st.XDSAddress)
+	} else {
+		fmt.Fprintf(w, "config %s (generation %d), isolation %s, xDS %s\n", st.ConfigDir, st.Generation, st.Isolation, st.XDSAddress)
+	}
 	if len(st.ConfigErrors) > 0 {
 		fmt.Fprintf(w, "newest edit REJECTED at %s (previous config keeps serving):\n", st.ConfigErrorAt.Format(time.RFC3339))
 		for _, e := range st.ConfigErrors {
@@ -84,24 +94,35 @@ func printStatus(w io.Writer, st api.Status) {
 	for _, p := range st.Proxies {
 		proxies[p.ID] = p
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPLICA\tAPP\tPORT\tSIDECAR\tINBOUND\tADMIN\tCONFIG\tSYNC")
-	for _, wl := range st.Workloads {
-		for _, r := range wl.Replicas {
-			p := proxies[r.ProxyID]
-			sync := "SYNCED"
-			switch {
-			case !p.Connected:
-				sync = "DISCONNECTED"
-			case p.NACK != nil:
-				sync = "NACK: " + p.NACK.Message
-			case !p.InSync:
-				sync = "STALE"
+	replicas := map[string]bool{}
+	if len(st.Workloads) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "REPLICA\tAPP\tPORT\tSIDECAR\tINBOUND\tADMIN\tCONFIG\tSYNC")
+		for _, wl := range st.Workloads {
+			for _, r := range wl.Replicas {
+				replicas[r.ProxyID] = true
+				p := proxies[r.ProxyID]
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.ProxyID, r.State, r.Port, r.ProxyState, r.Inbound, r.Admin, p.Version, syncState(p))
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.ProxyID, r.State, r.Port, r.ProxyState, r.Inbound, r.Admin, p.Version, sync)
+		}
+		tw.Flush()
+	}
+	// Nodes that are no replica of ours: proxyless gRPC clients, proxies started by
+	// hand (all of them under skein control).
+	var others []api.Proxy
+	for _, p := range st.Proxies {
+		if !replicas[p.ID] {
+			others = append(others, p)
 		}
 	}
-	tw.Flush()
+	if len(others) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tCONFIG\tSYNC")
+		for _, p := range others {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.ID, p.Version, syncState(p))
+		}
+		tw.Flush()
+	}
 	printIdentities(w, st)
 	if st.Ready {
 		fmt.Fprintln(w, "ready")
@@ -111,6 +132,18 @@ func printStatus(w io.Writer, st api.Status) {
 			fmt.Fprintf(w, "  %s\n", r)
 		}
 	}
+}
+
+func syncState(p api.Proxy) string {
+	switch {
+	case !p.Connected:
+		return "DISCONNECTED"
+	case p.NACK != nil:
+		return "NACK: " + p.NACK.Message
+	case !p.InSync:
+		return "STALE"
+	}
+	return "SYNCED"
 }
 
 // printIdentities lists each proxy's workload certificate, when the mesh has mTLS.

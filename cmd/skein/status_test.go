@@ -40,6 +40,14 @@ func TestPrintStatusGolden(t *testing.T) {
 			},
 			NotReady: []string{"solo-0.default: sidecar rejected config 9-def: unsupported field ...", "solo-1.default: app is backoff"},
 		},
+		"control": {
+			Generation: 2, ConfigDir: "/mesh", Isolation: "control", XDSAddress: "127.0.0.1:15010",
+			Proxies: []api.Proxy{
+				{ID: "client-grpc-0a1b2c3d.default", Connected: true, Version: "5-abc", InSync: true},
+				{ID: "edge-0.default", Connected: true, Version: "5-abc", NACK: &api.NACK{Type: "CDS", Version: "5-abc", Message: "bad cluster", At: at}},
+			},
+			NotReady: []string{"edge-0.default rejected config 5-abc: bad cluster"},
+		},
 	}
 	for name, st := range cases {
 		t.Run(name, func(t *testing.T) {

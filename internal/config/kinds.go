@@ -34,9 +34,10 @@ const (
 	kindSidecar               = "Sidecar"
 	kindServiceEntry          = "ServiceEntry"
 	kindTelemetry             = "Telemetry"
+	kindWorkloadEntry         = "WorkloadEntry"
 )
 
-const supportedKinds = "skein.dev/v1alpha1 Workload, v1 Secret and Namespace, gateway.networking.k8s.io GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute and ReferenceGrant, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, ServiceEntry, Gateway and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication, telemetry.istio.io/v1 or v1alpha1 Telemetry"
+const supportedKinds = "skein.dev/v1alpha1 Workload, v1 Secret and Namespace, gateway.networking.k8s.io GatewayClass, Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute and ReferenceGrant, networking.istio.io/v1, v1beta1 or v1alpha3 VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Gateway and Sidecar, security.istio.io/v1 or v1beta1 PeerAuthentication, AuthorizationPolicy and RequestAuthentication, telemetry.istio.io/v1 or v1alpha1 Telemetry"
 
 // kind says how one kind of object is checked, decoded, translated and cross-checked.
 type kind struct {
@@ -192,6 +193,19 @@ func kinds() []kind {
 				}
 				svcs, issues := istio.ServiceEntry(nn, &spec)
 				return svcs, &spec, issues
+			},
+		},
+		{
+			name: kindWorkloadEntry, apiVersions: istioVersions,
+			checkType:  reflect.TypeFor[istioObject[networking.WorkloadEntry]](),
+			allowField: istio.AllowField,
+			build: func(data []byte, nn model.NamespacedName, _ string) (any, any, []strict.Issue) {
+				var spec networking.WorkloadEntry
+				if issues := decodeIstio(data, &spec); issues != nil {
+					return nil, nil, issues
+				}
+				we, issues := istio.WorkloadEntry(nn, &spec)
+				return we, &spec, issues
 			},
 		},
 	}, append(gatewayKinds(), istioGatewayKind())...)

@@ -401,6 +401,9 @@ func (l *loader) finish() (*model.Mesh, error) {
 		case *model.Telemetry:
 			v.Source = o.src
 			mesh.Telemetries = append(mesh.Telemetries, v)
+		case *model.WorkloadEntry:
+			v.Source = o.src
+			mesh.WorkloadEntries = append(mesh.WorkloadEntries, v)
 		}
 	}
 	resolveEntryHosts(mesh, cat)

@@ -95,6 +95,9 @@ type Mesh struct {
 	// Endpoints come from the registry (the local runtime, later Kubernetes), not from
 	// config files; the control plane joins them with the config into one Mesh.
 	Endpoints []Endpoint
+	// WorkloadEntries are Istio WorkloadEntries (workloadentry.go); their endpoints are
+	// added to Endpoints by whoever builds the registry (WorkloadEntryEndpoints).
+	WorkloadEntries []*WorkloadEntry `json:",omitempty"`
 
 	// Mesh-wide settings of transparent capture (see capture.go).
 	OutboundTrafficPolicy    OutboundTrafficPolicy `json:",omitempty"`
@@ -216,6 +219,10 @@ type Endpoint struct {
 	// Sidecar is true when the endpoint is a skein sidecar that terminates mesh mTLS
 	// (Istio's security.istio.io/tlsMode=istio label): auto-mTLS uses TLS towards it.
 	Sidecar bool `json:"sidecar,omitempty"`
+	// Service and ServicePort, when set, bind the endpoint to that one service port
+	// (a WorkloadEntry's: its port is declared, not a container port of a Workload).
+	Service     string `json:"service,omitempty"`
+	ServicePort int    `json:"servicePort,omitempty"`
 }
 
 // VirtualService carries Istio VirtualService semantics for the hosts it names.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -39,6 +40,9 @@ type proxylessJob struct {
 	RequestIDs string `json:"requestIDs,omitempty"`
 	// Method, when set, is invoked with an empty message instead of echo's.
 	Method string `json:"method,omitempty"`
+	// Session, in the environment only, makes the process read jobs from stdin
+	// (proxylessSessionMain) instead of running this one.
+	Session bool `json:"session,omitempty"`
 }
 
 // proxylessResult counts answers by workload, and errors by gRPC code.
@@ -54,12 +58,55 @@ func proxylessClientMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	if job.Session {
+		return proxylessSessionMain()
+	}
 	conn, err := grpc.NewClient(job.Target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
 	defer conn.Close()
+	_ = json.NewEncoder(os.Stdout).Encode(runProxylessJob(conn, job))
+	return 0
+}
+
+// proxylessSessionMain serves jobs read from stdin, one JSON line each, answering
+// one result line each, on one ClientConn per target kept for the whole process: the
+// client follows config changes without a restart, as a long-running app does.
+func proxylessSessionMain() int {
+	conns := map[string]*grpc.ClientConn{}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	in := bufio.NewScanner(os.Stdin)
+	out := json.NewEncoder(os.Stdout)
+	for in.Scan() {
+		var job proxylessJob
+		if err := json.Unmarshal(in.Bytes(), &job); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		conn := conns[job.Target]
+		if conn == nil {
+			var err error
+			if conn, err = grpc.NewClient(job.Target, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 2
+			}
+			conns[job.Target] = conn
+		}
+		if err := out.Encode(runProxylessJob(conn, job)); err != nil {
+			return 2
+		}
+	}
+	return 0
+}
+
+// runProxylessJob makes the job's calls on conn and counts the answers.
+func runProxylessJob(conn *grpc.ClientConn, job proxylessJob) proxylessResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	for k, v := range job.Metadata {
@@ -90,8 +137,7 @@ func proxylessClientMain() int {
 		w, _ := resp["workload"].(string)
 		res.Workloads[w]++
 	}
-	_ = json.NewEncoder(os.Stdout).Encode(res)
-	return 0
+	return res
 }
 
 // runProxyless runs one proxyless client process with the bootstrap file.

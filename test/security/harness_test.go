@@ -220,19 +220,14 @@ func (e *env) push(mesh *model.Mesh) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if e.xds.AppliedGeneration() >= e.gen {
-			synced, version := 0, ""
+			synced := 0
+			var versions map[string]string
 			for _, st := range e.xds.Status() {
 				if st.InSync && st.Error == "" {
 					synced++
 				}
 				if st.ID == e.node.ID {
-					version = st.Version
-				}
-				// The server counts a node in sync when it ACKs, which the proxy does
-				// just before it applies the update: also wait for the proxy's own
-				// status, published once the update is applied.
-				if synced >= e.sidecars && e.appliedVersion() == version {
-					return
+					versions = st.Versions
 				}
 				if st.ID == e.node.ID && st.Error != "" {
 					e.t.Fatalf("translation failed: %s", st.Error)
@@ -240,6 +235,12 @@ func (e *env) push(mesh *model.Mesh) {
 				if st.ID == e.node.ID && st.NACK != nil {
 					e.t.Fatalf("proxy NACKed: %s", st.NACK.Message)
 				}
+			}
+			// The server counts a node in sync when it ACKs, which the proxy does
+			// just before it applies the update: also wait for the proxy's own
+			// status, published once the update is applied.
+			if synced >= e.sidecars && e.applied(versions) {
+				return
 			}
 		}
 		if time.Now().After(deadline) {
@@ -249,20 +250,36 @@ func (e *env) push(mesh *model.Mesh) {
 	}
 }
 
-// appliedVersion is the LDS version the httpbin proxy's admin reports as applied.
-func (e *env) appliedVersion() string {
+// applied: the httpbin proxy's admin reports every type it has at the version the
+// control plane set for it (types a push did not change keep their version).
+func (e *env) applied(versions map[string]string) bool {
 	resp, err := http.Get("http://" + e.admin + "/config_dump")
 	if err != nil {
-		return ""
+		return false
 	}
 	defer resp.Body.Close()
 	var dump struct {
 		Types map[string]struct{ Version string } `json:"types"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&dump); err != nil {
-		return ""
+		return false
 	}
-	return dump.Types["type.googleapis.com/envoy.config.listener.v3.Listener"].Version
+	short := map[string]string{
+		"type.googleapis.com/envoy.config.listener.v3.Listener":                "LDS",
+		"type.googleapis.com/envoy.config.route.v3.RouteConfiguration":         "RDS",
+		"type.googleapis.com/envoy.config.cluster.v3.Cluster":                  "CDS",
+		"type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment":   "EDS",
+		"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret": "SDS",
+	}
+	if dump.Types["type.googleapis.com/envoy.config.listener.v3.Listener"].Version == "" {
+		return false
+	}
+	for typ, td := range dump.Types {
+		if td.Version != "" && td.Version != versions[short[typ]] {
+			return false
+		}
+	}
+	return true
 }
 
 // request is one HTTP request to the inbound listener.

@@ -22,6 +22,7 @@ import (
 
 	"skein.dev/skein/internal/api"
 	"skein.dev/skein/internal/config"
+	"skein.dev/skein/internal/config/watch"
 	"skein.dev/skein/internal/model"
 	"skein.dev/skein/internal/runtime/local/podnet"
 	"skein.dev/skein/internal/runtime/local/statedir"
@@ -247,7 +248,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	goFn(func() { m.probeLoop(ctx) })
 	goFn(func() {
-		err := watchDir(ctx, opts.ConfigDir, 150*time.Millisecond, m.logger, func() { m.reload(ctx) })
+		err := watch.Dir(ctx, opts.ConfigDir, 150*time.Millisecond, m.logger, func() { m.reload(ctx) })
 		if err != nil {
 			m.logger.Error("file watch failed; edits will not apply", "err", err)
 		}
@@ -265,7 +266,7 @@ func Run(ctx context.Context, opts Options) error {
 func (m *Mesh) reload(ctx context.Context) {
 	cfg, err := config.Load(m.opts.ConfigDir)
 	if err != nil {
-		lines := errorLines(err)
+		lines := watch.ErrorLines(err)
 		m.mu.Lock()
 		m.cfgErrors, m.cfgErrorAt = lines, time.Now()
 		m.mu.Unlock()
@@ -291,18 +292,6 @@ func (m *Mesh) reload(ctx context.Context) {
 	fmt.Fprintf(m.opts.Out, "config accepted (generation %d)\n", gen)
 	m.reconcile(ctx)
 	m.push()
-}
-
-func errorLines(err error) []string {
-	var list config.ErrorList
-	if errors.As(err, &list) {
-		out := make([]string, 0, len(list))
-		for _, e := range list {
-			out = append(out, e.Error())
-		}
-		return out
-	}
-	return []string{err.Error()}
 }
 
 // push sends the current config plus registry endpoints and the CA's trust bundle to
@@ -349,7 +338,8 @@ func (m *Mesh) endpointsLocked() []model.Endpoint {
 			}
 		}
 	}
-	return eps
+	// Workloads run outside skein up, declared by WorkloadEntries.
+	return append(eps, model.WorkloadEntryEndpoints(m.cfg)...)
 }
 
 func (m *Mesh) sortedWorkloadsLocked() []*workloadRun {

@@ -54,8 +54,22 @@ func (c callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) er
 }
 
 // OnStreamDeltaRequest learns the node; ACK tracking covers SotW streams only.
+// go-control-plane calls it before it copies the stream's node into a request that
+// has none (only the first must carry it).
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
-	return c.s.learnNode(streamKey{delta: true, id: id}, req.GetNode())
+	key := streamKey{delta: true, id: id}
+	if req.GetNode() == nil && c.s.streamBound(key) {
+		return nil
+	}
+	return c.s.learnNode(key, req.GetNode())
+}
+
+// streamBound: the stream's node is known.
+func (s *Server) streamBound(key streamKey) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.streams[key]
+	return st != nil && st.nodeID != ""
 }
 
 func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
@@ -189,7 +203,7 @@ func (s *Server) trackRequest(key streamKey, req *discovery.DiscoveryRequest) (r
 		return repush
 	}
 	n.acked[typ] = req.GetVersionInfo()
-	if n.nack != nil && n.nack.TypeURL == req.GetTypeUrl() && req.GetVersionInfo() == n.version {
+	if n.nack != nil && n.nack.TypeURL == req.GetTypeUrl() && req.GetVersionInfo() == n.versions[typ] {
 		n.nack = nil
 	}
 	return repush

@@ -1,6 +1,7 @@
-// Package server serves translated xDS resources to proxies with go-control-plane: one
-// snapshot per node in a SnapshotCache (ADS), built by internal/xds/translate, checked
-// with Consistent() before it is set. It learns nodes from their first request, tracks
+// Package server serves translated xDS resources to proxies with go-control-plane's
+// gRPC server: one snapshot per node, built by internal/xds/translate, checked with
+// Consistent() and set in the server's own cache (wirecache.go), which marshals each
+// shared resource once per mesh generation and resends only the types that changed. It learns nodes from their first request, tracks
 // ACKs and NACKs per type, and debounces configuration updates. See ../README.md.
 package server
 
@@ -20,7 +21,6 @@ import (
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
@@ -58,13 +58,19 @@ type ProxyStatus struct {
 	Proxy       *model.Proxy
 	Connected   bool
 	ConnectedAt time.Time
-	// Version is the latest version set in the node's snapshot.
+	// Version identifies the node's whole snapshot: "<generation>-<content hash>" of
+	// the push that last changed it.
 	Version string
+	// Versions maps a type short name (LDS, RDS, CDS, EDS, SDS) to the version of that
+	// type in the node's snapshot: "<generation>-<hash of the type's content>", from
+	// the generation where that content appeared (types that did not change are not
+	// resent, and keep their version).
+	Versions map[string]string
 	// Acked maps a type short name (LDS, RDS, CDS, EDS) to its last ACKed version.
 	Acked map[string]string
 	// NACK is the last unresolved NACK: nil after that type ACKs the newest version.
 	NACK *NACK
-	// InSync: every type the node subscribed to has ACKed Version.
+	// InSync: every type the node subscribed to has ACKed its version in Versions.
 	InSync bool
 	// Error is the last translation or consistency error for this node (the previous
 	// snapshot stays in place); empty after the next successful build.
@@ -82,7 +88,7 @@ type Server struct {
 	log      *slog.Logger
 	debounce time.Duration
 	now      func() time.Time
-	cache    cachev3.SnapshotCache
+	cache    *wireCache
 	xds      serverv3.Server
 	kick     chan struct{} // capacity 1: "a new mesh is waiting"
 	metrics  *metrics
@@ -115,6 +121,8 @@ type nodeState struct {
 	connectedAt time.Time
 	version     string
 	hash        string
+	versions    map[string]string // type short name -> version in the snapshot
+	snap        wireSnapshot      // the snapshot set in the cache
 	acked       map[string]string
 	subscribed  map[string]bool
 	nack        *NACK
@@ -159,7 +167,7 @@ func New(opts Options) *Server {
 		streams:  map[streamKey]*streamState{},
 	}
 	s.metrics = newMetrics(s)
-	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, slogAdapter{opts.Logger})
+	s.cache = newWireCache(opts.Logger)
 	// The handlers' context only bounds the handlers' own goroutines; streams end when
 	// the gRPC server stops.
 	s.xds = serverv3.NewServer(context.Background(), s.cache, callbacks{s})
@@ -271,14 +279,18 @@ func (s *Server) Status() []ProxyStatus {
 			Connected:   n.streams > 0,
 			ConnectedAt: n.connectedAt,
 			Version:     n.version,
+			Versions:    make(map[string]string, len(n.versions)),
 			Acked:       make(map[string]string, len(n.acked)),
 			InSync:      n.version != "" && len(n.subscribed) > 0,
 		}
 		for k, v := range n.acked {
 			st.Acked[k] = v
 		}
+		for k, v := range n.versions {
+			st.Versions[k] = v
+		}
 		for t := range n.subscribed {
-			if n.acked[t] != n.version {
+			if n.acked[t] != n.versions[t] {
 				st.InSync = false
 			}
 		}
@@ -395,57 +407,50 @@ func (s *Server) pushNodeLocked(id string) error {
 	return s.setResources(id, fmt.Sprint(mesh.Generation), res)
 }
 
-// setResources sets a snapshot versioned "<prefix>-<content hash>", unless the content
-// is what the node already has. Callers hold pushMu.
+// setResources sets a snapshot unless the content is what the node already has. Each
+// type's version is "<prefix>-<hash of that type's content>", and a type whose content
+// did not change keeps its version (and is not resent); the node's Version is
+// "<prefix>-<hash of all>". Nodes with the same content of a type share one set.
+// Callers hold pushMu.
 func (s *Server) setResources(id, prefix string, res *translate.Resources) error {
-	hash, err := s.hashResources(res)
+	built, err := s.buildWire(res)
 	if err != nil {
 		return s.recordError(id, fmt.Errorf("node %s: %w", id, err))
 	}
 	s.mu.Lock()
 	n := s.nodeLocked(id)
-	unchanged := n.version != "" && n.hash == hash
+	unchanged := n.version != "" && n.hash == built.hash
 	if unchanged {
 		n.err = nil
 	}
+	prev := n.snap
 	s.mu.Unlock()
 	if unchanged {
 		return nil
 	}
-	version := prefix + "-" + hash[:12]
-	snap, err := cachev3.NewSnapshot(version, res.ByType())
-	if err == nil {
-		err = consistent(snap, res)
+	version := prefix + "-" + built.hash[:12]
+	snap := make(wireSnapshot, len(built.entries))
+	versions := make(map[string]string, len(built.entries))
+	for t, entries := range built.entries {
+		hash := built.hashes[t]
+		ts := prev[t]
+		if ts == nil || ts.hash != hash {
+			if ts, err = s.typeSet(t, prefix+"-"+hash[:12], hash, entries); err != nil {
+				return s.recordError(id, fmt.Errorf("node %s version %s: %w", id, version, err))
+			}
+		}
+		snap[t] = ts
+		versions[shortType(t)] = ts.version
 	}
-	if err != nil {
+	if err := s.consistent(snap); err != nil {
 		return s.recordError(id, fmt.Errorf("node %s version %s: %w", id, version, err))
 	}
-	// Record the version first: SetSnapshot may answer, and the ACK come back, at once.
+	// Record the versions first: set may answer, and the ACK come back, at once.
 	s.mu.Lock()
-	n.version, n.hash, n.err = version, hash, nil
+	n.version, n.hash, n.versions, n.snap, n.err = version, built.hash, versions, snap, nil
 	s.mu.Unlock()
-	if err := s.cache.SetSnapshot(context.Background(), id, snap); err != nil {
-		return s.recordError(id, fmt.Errorf("node %s: set snapshot: %w", id, err))
-	}
+	s.cache.set(id, snap)
 	s.log.Debug("snapshot set", "node", id, "version", version)
-	return nil
-}
-
-// consistent is Snapshot.Consistent, except that a snapshot without listeners (a
-// generic client) may hold routes: such clients request them by name.
-func consistent(snap *cachev3.Snapshot, res *translate.Resources) error {
-	check := snap
-	if len(res.Listeners) == 0 && len(res.Routes) > 0 {
-		byType := res.ByType()
-		delete(byType, resource.RouteType)
-		var err error
-		if check, err = cachev3.NewSnapshot("check", byType); err != nil {
-			return err
-		}
-	}
-	if err := check.Consistent(); err != nil {
-		return fmt.Errorf("%w: %w", ErrInconsistentSnapshot, err)
-	}
 	return nil
 }
 
@@ -477,11 +482,3 @@ func shortType(typeURL string) string {
 	}
 	return typeURL
 }
-
-// slogAdapter lets go-control-plane log through slog.
-type slogAdapter struct{ l *slog.Logger }
-
-func (a slogAdapter) Debugf(f string, args ...any) { a.l.Debug(fmt.Sprintf(f, args...)) }
-func (a slogAdapter) Infof(f string, args ...any)  { a.l.Debug(fmt.Sprintf(f, args...)) }
-func (a slogAdapter) Warnf(f string, args ...any)  { a.l.Warn(fmt.Sprintf(f, args...)) }
-func (a slogAdapter) Errorf(f string, args ...any) { a.l.Error(fmt.Sprintf(f, args...)) }

@@ -193,6 +193,37 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// withProtocol sets the protocol of every service port.
+func withProtocol(m *model.Mesh, p model.Protocol) *model.Mesh {
+	for _, svc := range m.Services {
+		for i := range svc.Ports {
+			svc.Ports[i].Protocol = p
+		}
+	}
+	return m
+}
+
+// ackChanged receives and ACKs the EDS, LDS and RDS responses of generation gen: those
+// whose type the node's snapshot changed then (the others are not resent).
+func (c *adsClient) ackChanged(s *Server, id, gen string, edsNames, rdsNames []string) {
+	c.t.Helper()
+	st := statusOf(s, id)
+	for _, r := range []struct {
+		typ   string
+		names []string
+	}{{resource.EndpointType, edsNames}, {resource.ListenerType, nil}, {resource.RouteType, rdsNames}} {
+		v := st.Versions[shortType(r.typ)]
+		if !strings.HasPrefix(v, gen+"-") {
+			continue
+		}
+		resp := c.recv(r.typ)
+		if resp.GetVersionInfo() != v {
+			c.t.Fatalf("%s version %q, want %q", shortType(r.typ), resp.GetVersionInfo(), v)
+		}
+		c.ack(resp, r.names)
+	}
+}
+
 func statusOf(s *Server, id string) ProxyStatus {
 	for _, st := range s.Status() {
 		if st.ID == id {
@@ -262,14 +293,15 @@ func TestADSFlowAckNack(t *testing.T) {
 	}
 	c.ack(rds, rdsNames)
 
-	eventually(t, "in sync at v1", func() bool { st := statusOf(s, p.ID); return st.InSync && st.Version == v1 })
+	eventually(t, "in sync at v1", func() bool { st := statusOf(s, p.ID); return st.InSync && st.Versions["CDS"] == v1 })
 	st := statusOf(s, p.ID)
 	if !st.Connected || st.Proxy == nil || st.Proxy.OutboundHTTPPort != 15001 || !strings.HasPrefix(st.Version, "1-") {
 		t.Fatalf("status = %+v", st)
 	}
 
-	// A new mesh reaches every type; the client rejects the clusters.
-	s.Update(testMesh(2, 3))
+	// A new mesh (the service now speaks HTTP/2: the clusters change) reaches every
+	// type it changes; the client rejects the clusters.
+	s.Update(withProtocol(testMesh(2, 3), model.ProtocolHTTP2))
 	cds2 := c.recv(resource.ClusterType)
 	v2 := cds2.GetVersionInfo()
 	if v2 == v1 || !strings.HasPrefix(v2, "2-") {
@@ -277,21 +309,16 @@ func TestADSFlowAckNack(t *testing.T) {
 	}
 	const msg = "unsupported field envoy.config.cluster.v3.Cluster.dns_lookup_family"
 	c.send(resource.ClusterType, nil, v1, cds2.GetNonce(), msg)
-	for _, r := range []struct {
-		typ   string
-		names []string
-	}{{resource.EndpointType, edsNames}, {resource.ListenerType, nil}, {resource.RouteType, rdsNames}} {
-		c.ack(c.recv(r.typ), r.names)
-	}
+	c.ackChanged(s, p.ID, "2", edsNames, rdsNames)
 	eventually(t, "NACK in status", func() bool { return statusOf(s, p.ID).NACK != nil })
 	st = statusOf(s, p.ID)
 	wantNACK := &NACK{TypeURL: resource.ClusterType, Version: v2, Message: msg}
 	if diff := cmp.Diff(wantNACK, st.NACK, cmpIgnoreTime); diff != "" {
 		t.Errorf("NACK (-want +got):\n%s", diff)
 	}
-	eventually(t, "other types ACKed at v2", func() bool {
+	eventually(t, "other types ACKed", func() bool {
 		st := statusOf(s, p.ID)
-		return st.Acked["EDS"] == v2 && st.Acked["LDS"] == v2 && st.Acked["RDS"] == v2
+		return st.Acked["EDS"] == st.Versions["EDS"] && st.Acked["LDS"] == st.Versions["LDS"] && st.Acked["RDS"] == st.Versions["RDS"]
 	})
 	if st := statusOf(s, p.ID); st.InSync || st.Acked["CDS"] != v1 {
 		t.Errorf("after NACK: InSync=%v Acked[CDS]=%q, want false, %q", st.InSync, st.Acked["CDS"], v1)
@@ -306,15 +333,10 @@ func TestADSFlowAckNack(t *testing.T) {
 		t.Fatalf("after NACK got clusters version %q, want the generation 3 version", v3)
 	}
 	c.ack(cds3, nil)
-	for _, r := range []struct {
-		typ   string
-		names []string
-	}{{resource.EndpointType, edsNames}, {resource.ListenerType, nil}, {resource.RouteType, rdsNames}} {
-		c.ack(c.recv(r.typ), r.names)
-	}
+	c.ackChanged(s, p.ID, "3", edsNames, rdsNames)
 	eventually(t, "in sync at v3", func() bool {
 		st := statusOf(s, p.ID)
-		return st.InSync && st.Version == v3 && st.NACK == nil
+		return st.InSync && st.Versions["CDS"] == v3 && st.NACK == nil
 	})
 
 	// The control plane's own metrics, parsed with the Prometheus text parser.
@@ -352,7 +374,7 @@ func TestADSFlowAckNack(t *testing.T) {
 	}
 
 	c.cancel()
-	eventually(t, "disconnected", func() bool { st := statusOf(s, p.ID); return !st.Connected && st.Version == v3 })
+	eventually(t, "disconnected", func() bool { st := statusOf(s, p.ID); return !st.Connected && st.Versions["CDS"] == v3 })
 	if got := scrape(t, s)["pilot_xds"].GetMetric()[0].GetGauge().GetValue(); got != 0 {
 		t.Errorf("pilot_xds after disconnect = %v, want 0", got)
 	}
@@ -427,7 +449,7 @@ func TestGenericNode(t *testing.T) {
 	}}
 	s.Update(bad)
 	eventually(t, "translation error in status", func() bool { return statusOf(s, "grpc-client").Error != "" })
-	if got := statusOf(s, "grpc-client"); got.Version != cds.GetVersionInfo() || !strings.Contains(got.Error, "port required") {
+	if got := statusOf(s, "grpc-client"); got.Versions["CDS"] != cds.GetVersionInfo() || !strings.Contains(got.Error, "port required") {
 		t.Errorf("status = %+v, want version %q kept and a port error", got, cds.GetVersionInfo())
 	}
 	if s.LastError() == nil {
@@ -471,7 +493,7 @@ func TestUnchangedContentIsNotRepushed(t *testing.T) {
 		defer s.mu.Unlock()
 		return s.pushedGeneration == 2
 	})
-	if got := statusOf(s, "frontend-0.default").Version; got != v1 {
+	if got := statusOf(s, "frontend-0.default").Versions["CDS"]; got != v1 {
 		t.Errorf("version = %q, want unchanged %q", got, v1)
 	}
 }

@@ -54,7 +54,12 @@ func (b *builder) newLoadAssignment(name string, sp servicePort, subsetLabels ma
 		if e.Workload.Namespace != sp.svc.Namespace || !model.Selects(sp.svc.Selector, e.Labels) || !hasLabels(e.Labels, subsetLabels) {
 			continue
 		}
-		if tp, ok := b.targetPort(sp.port, e.Workload); !ok || tp != e.TargetPort {
+		if e.Service != "" {
+			// A WorkloadEntry's endpoint names its service port itself.
+			if e.Service != sp.host || e.ServicePort != sp.port.Port {
+				continue
+			}
+		} else if tp, ok := b.targetPort(sp.port, e.Workload); !ok || tp != e.TargetPort {
 			continue
 		}
 		eps = append(eps, e)

@@ -41,6 +41,9 @@ type Index struct {
 	clusters    map[string]*cluster.Cluster
 	assignments map[string]*endpoint.ClusterLoadAssignment
 	vhosts      map[string]*route.VirtualHost
+	// routeConfigs: route configurations by name and virtual host identities, so
+	// proxies with the same scope share one (and the server marshals it once).
+	routeConfigs map[string]*route.RouteConfiguration
 }
 
 // NewIndex prepares a mesh for translation. The mesh must not change afterwards (no
@@ -50,20 +53,21 @@ func NewIndex(mesh *model.Mesh) *Index {
 		mesh = &model.Mesh{}
 	}
 	x := &Index{
-		mesh:        mesh,
-		suffix:      mesh.Suffix(),
-		portIndex:   map[string]int{},
-		hostPorts:   map[string][]int{},
-		nsHosts:     map[string][]string{},
-		nsPorts:     map[string][]int{},
-		workloads:   make(map[model.NamespacedName]*model.Workload, len(mesh.Workloads)),
-		services:    make(map[string]*model.Service, len(mesh.Services)),
-		rules:       make(map[string]*model.DestinationRule, len(mesh.DestinationRules)),
-		vs:          map[string]*model.VirtualService{},
-		postings:    map[string]map[string][]int{},
-		clusters:    map[string]*cluster.Cluster{},
-		assignments: map[string]*endpoint.ClusterLoadAssignment{},
-		vhosts:      map[string]*route.VirtualHost{},
+		mesh:         mesh,
+		suffix:       mesh.Suffix(),
+		portIndex:    map[string]int{},
+		hostPorts:    map[string][]int{},
+		nsHosts:      map[string][]string{},
+		nsPorts:      map[string][]int{},
+		workloads:    make(map[model.NamespacedName]*model.Workload, len(mesh.Workloads)),
+		services:     make(map[string]*model.Service, len(mesh.Services)),
+		rules:        make(map[string]*model.DestinationRule, len(mesh.DestinationRules)),
+		vs:           map[string]*model.VirtualService{},
+		postings:     map[string]map[string][]int{},
+		clusters:     map[string]*cluster.Cluster{},
+		assignments:  map[string]*endpoint.ClusterLoadAssignment{},
+		vhosts:       map[string]*route.VirtualHost{},
+		routeConfigs: map[string]*route.RouteConfiguration{},
 	}
 	for _, w := range mesh.Workloads {
 		x.workloads[w.NamespacedName] = w

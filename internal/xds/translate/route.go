@@ -1,7 +1,9 @@
 package translate
 
 import (
+	"encoding/binary"
 	"fmt"
+	"reflect"
 	"strconv"
 
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -37,7 +39,7 @@ func (b *builder) routes() ([]types.Resource, error) {
 		return b.captureRoutes()
 	}
 	if b.proxy.OutboundHTTPPort != 0 {
-		rc := &route.RouteConfiguration{Name: OutboundHTTPProxyName}
+		var vhosts []*route.VirtualHost
 		for _, sp := range b.ports {
 			if !sp.port.Protocol.IsHTTP() {
 				continue
@@ -46,9 +48,9 @@ func (b *builder) routes() ([]types.Resource, error) {
 			if err != nil {
 				return nil, err
 			}
-			rc.VirtualHosts = append(rc.VirtualHosts, vh)
+			vhosts = append(vhosts, vh)
 		}
-		out = append(out, rc)
+		out = append(out, b.sharedRouteConfig(OutboundHTTPProxyName, vhosts))
 	}
 	for _, up := range b.upstreams() {
 		if !up.sp.port.Protocol.IsHTTP() {
@@ -70,10 +72,22 @@ func (b *builder) singleHostRoute(sp servicePort) (*route.RouteConfiguration, er
 	if err != nil {
 		return nil, err
 	}
-	return &route.RouteConfiguration{
-		Name:         UpstreamListenerName(sp.port.Port, sp.host),
-		VirtualHosts: []*route.VirtualHost{vh},
-	}, nil
+	return b.sharedRouteConfig(UpstreamListenerName(sp.port.Port, sp.host), []*route.VirtualHost{vh}), nil
+}
+
+// sharedRouteConfig returns the route configuration of that name holding exactly
+// these (shared, immutable) virtual hosts, built once per Index: every proxy with the
+// same scope gets the same object.
+func (b *builder) sharedRouteConfig(name string, vhosts []*route.VirtualHost) *route.RouteConfiguration {
+	key := make([]byte, 0, len(name)+1+8*len(vhosts))
+	key = append(append(key, name...), 0)
+	for _, vh := range vhosts {
+		key = binary.LittleEndian.AppendUint64(key, uint64(reflect.ValueOf(vh).Pointer()))
+	}
+	rc, _ := cached(b.idx, b.idx.routeConfigs, string(key), func() (*route.RouteConfiguration, error) {
+		return &route.RouteConfiguration{Name: name, VirtualHosts: vhosts}, nil
+	})
+	return rc
 }
 
 // virtualHost depends only on the service port, its domains, which variant names

@@ -1,7 +1,11 @@
-package local
+// Package watch serves a config folder: it notices edits (Dir) and turns a rejected
+// load into the lines every front end shows (ErrorLines). Used by skein up and skein
+// control alike, so both apply and reject edits the same way.
+package watch
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -10,11 +14,13 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"skein.dev/skein/internal/config"
 )
 
-// watchDir calls onChange (from this goroutine only) after files under dir change,
+// Dir calls onChange (from this goroutine only) after files under dir change,
 // coalescing bursts of events: editors write a file in several steps.
-func watchDir(ctx context.Context, dir string, settle time.Duration, logger *slog.Logger, onChange func()) error {
+func Dir(ctx context.Context, dir string, settle time.Duration, logger *slog.Logger, onChange func()) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
@@ -63,4 +69,18 @@ func watchDir(ctx context.Context, dir string, settle time.Duration, logger *slo
 			onChange()
 		}
 	}
+}
+
+// ErrorLines splits a failed config.Load into one "file:line:col: ..." line per
+// problem.
+func ErrorLines(err error) []string {
+	var list config.ErrorList
+	if errors.As(err, &list) {
+		out := make([]string, 0, len(list))
+		for _, e := range list {
+			out = append(out, e.Error())
+		}
+		return out
+	}
+	return []string{err.Error()}
 }
