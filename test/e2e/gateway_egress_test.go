@@ -145,7 +145,7 @@ func TestEgressGatewayTLSOrigination(t *testing.T) {
 	// The gateway, not the client's sidecar, sent them: its access log has the calls.
 	logs, _ := filepath.Glob(filepath.Join(m.stateDir, "logs", "egressgateway-0.istio-system.access.log"))
 	if len(logs) == 1 {
-		data, _ := os.ReadFile(logs[0])
+		data := readAccessLog(logs[0], func(data string) bool { return data != "" })
 		if len(data) == 0 {
 			t.Errorf("the egress gateway's access log is empty: the calls did not go through it")
 		}

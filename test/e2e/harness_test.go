@@ -273,3 +273,17 @@ func jsonLine(s string) string {
 	}
 	return ""
 }
+
+// readAccessLog reads a sidecar's access log once ready says its content is complete,
+// or after 10 s. Sidecars write their access log in batches every 100 ms, so a line
+// shows up shortly after its request finished, not at once.
+func readAccessLog(path string, ready func(data string) bool) string {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(path)
+		if ready(string(data)) || time.Now().After(deadline) {
+			return string(data)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -214,21 +214,31 @@ func TestObservability(t *testing.T) {
 		for _, r := range client {
 			src += promCounter(t, r.Metrics, "istio_requests_total", srcLabels)
 		}
-		var auditLines, deniedLines int
 		for _, r := range catalog {
 			dst += promCounter(t, r.Metrics, "istio_requests_total", with("reporter", "destination"))
-			data, _ := os.ReadFile(r.AccessLog)
-			for _, line := range strings.Split(string(data), "\n") {
-				var rec streaminfo.Record
-				if json.Unmarshal([]byte(line), &rec) != nil {
-					continue
+		}
+		// Sidecars write access logs in batches every 100 ms: poll the catalog
+		// replicas' logs together until both lines are there (or 10 s passed).
+		var auditLines, deniedLines int
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			auditLines, deniedLines = 0, 0
+			for _, r := range catalog {
+				data, _ := os.ReadFile(r.AccessLog)
+				for _, line := range strings.Split(string(data), "\n") {
+					var rec streaminfo.Record
+					if json.Unmarshal([]byte(line), &rec) != nil {
+						continue
+					}
+					if rec.Path == "/reports/daily" && rec.Audit && rec.AuditPolicy == "ns[default]-policy[audit-reports]-rule[0]" {
+						auditLines++
+					}
+					if rec.Path == "/admin/keys" && rec.ResponseCode == 403 && strings.Contains(rec.ResponseCodeDetails, "deny-admin") {
+						deniedLines++
+					}
 				}
-				if rec.Path == "/reports/daily" && rec.Audit && rec.AuditPolicy == "ns[default]-policy[audit-reports]-rule[0]" {
-					auditLines++
-				}
-				if rec.Path == "/admin/keys" && rec.ResponseCode == 403 && strings.Contains(rec.ResponseCodeDetails, "deny-admin") {
-					deniedLines++
-				}
+			}
+			if (auditLines >= 1 && deniedLines >= 1) || time.Now().After(deadline) {
+				break
 			}
 		}
 		if src != 1 || dst != 1 {

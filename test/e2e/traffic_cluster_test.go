@@ -472,9 +472,10 @@ func (tc *trafficClient) waitFor503(t *testing.T, target string, limit time.Dura
 // accessLogCount counts the client sidecar's access log lines with a flag and status.
 func (tc *trafficClient) accessLogCount(t *testing.T, flag string, status int) int {
 	t.Helper()
-	// The log is written by one goroutine behind a queue: give it a moment.
-	n := 0
-	for range 20 {
+	// The log is written in batches every 100 ms: wait until lines are there and one
+	// more read finds no new ones.
+	n, prev := 0, -1
+	for range 30 {
 		data, err := os.ReadFile(tc.replica.AccessLog)
 		if err != nil {
 			t.Fatalf("client access log: %v", err)
@@ -486,10 +487,11 @@ func (tc *trafficClient) accessLogCount(t *testing.T, flag string, status int) i
 				n++
 			}
 		}
-		if n > 0 {
+		if n > 0 && n == prev {
 			return n
 		}
-		time.Sleep(100 * time.Millisecond)
+		prev = n
+		time.Sleep(150 * time.Millisecond)
 	}
 	return n
 }

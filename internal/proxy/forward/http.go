@@ -3,13 +3,10 @@ package forward
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -195,28 +192,6 @@ func rewrite(pr *httputil.ProxyRequest) {
 	if pr.Out.Header.Get("X-Request-Id") == "" {
 		pr.Out.Header.Set("X-Request-Id", newRequestID())
 	}
-}
-
-// newRequestID is a random UUID v4, as Envoy generates, in one allocation. The
-// runtime's per-thread ChaCha8 generator (math/rand/v2) is seeded from the OS and
-// needs no syscall or lock; a request id is a correlation key, not a secret.
-func newRequestID() string {
-	var b [16]byte
-	binary.LittleEndian.PutUint64(b[:8], mrand.Uint64())
-	binary.LittleEndian.PutUint64(b[8:], mrand.Uint64())
-	b[6] = (b[6] & 0x0f) | 0x40 // version 4
-	b[8] = (b[8] & 0x3f) | 0x80 // variant
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:36], b[10:16])
-	return string(s[:])
 }
 
 // HTTPHandler serves requests arriving on the named listener's filter chain.

@@ -20,6 +20,7 @@ import (
 
 	"skein.dev/skein/internal/model"
 	"skein.dev/skein/internal/proxy"
+	"skein.dev/skein/internal/proxy/gctune"
 	"skein.dev/skein/internal/proxy/tracing"
 )
 
@@ -86,6 +87,8 @@ func Main(ctx context.Context, name string, args []string, stderr io.Writer) err
 		tokenFile, trustDomain                                 string
 		certTTL                                                time.Duration
 		pprof                                                  bool
+		heapFloor                                              = gctune.Bytes(gctune.DefaultHeapFloor)
+		memoryLimit                                            = gctune.Bytes(gctune.DefaultMemoryLimit)
 	)
 	f := flag.NewFlagSet(name, flag.ContinueOnError)
 	f.SetOutput(stderr)
@@ -106,6 +109,13 @@ func Main(ctx context.Context, name string, args []string, stderr io.Writer) err
 	f.StringVar(&trustDomain, "trust-domain", "cluster.local", "trust domain of the proxy's SPIFFE ID")
 	f.DurationVar(&certTTL, "cert-ttl", 0, "certificate lifetime to request (0: the CA's default)")
 	f.BoolVar(&pprof, "pprof", os.Getenv("SKEIN_PROXY_PPROF") != "", "serve Go's profiler at /debug/pprof/ on the admin address (default on when $SKEIN_PROXY_PPROF is set, which sidecars started by skein up inherit)")
+	f.Var(&heapFloor, "gc-heap-floor", "let the Go heap grow to this size before collecting (fewer GC cycles for a small live heap; larger heaps keep GOGC's default); 0: off, and off when $GOGC is set")
+	f.Var(&memoryLimit, "memory-limit", "soft memory limit of the Go runtime (debug.SetMemoryLimit); 0: off; $GOMEMLIMIT wins")
+	if v := os.Getenv("SKEIN_PROXY_GC_HEAP_FLOOR"); v != "" { // benchmarks: set through skein up
+		if err := heapFloor.Set(v); err != nil {
+			return fmt.Errorf("$SKEIN_PROXY_GC_HEAP_FLOOR: %w", err)
+		}
+	}
 	if err := f.Parse(args); err != nil {
 		return err
 	}
@@ -127,6 +137,9 @@ func Main(ctx context.Context, name string, args []string, stderr io.Writer) err
 	tracing, err := tr.Options()
 	if err != nil {
 		return err
+	}
+	if applied := gctune.Start(ctx, gctune.Options{HeapFloor: uint64(heapFloor), MemoryLimit: int64(memoryLimit)}); len(applied) > 0 {
+		log.Debug("go runtime tuned", "applied", applied, "heapFloor", heapFloor.String(), "memoryLimit", memoryLimit.String())
 	}
 	var ident *proxy.IdentityOptions
 	if tokenFile != "" {

@@ -4,6 +4,7 @@
 package rbac
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -324,14 +325,16 @@ func (e *Engine) policyNames() []string {
 	return out
 }
 
-func httpInput(r *filter.Request) *Input {
-	return &Input{Conn: &r.Conn, HTTP: r.HTTP, Path: NormalizePath(r.HTTP), RemoteIP: r.RemoteIP(), Metadata: r.Metadata}
+// httpInput is returned by value so that it stays on the request goroutine's stack.
+func httpInput(r *filter.Request) Input {
+	return Input{Conn: &r.Conn, HTTP: r.HTTP, Path: NormalizePath(r.HTTP), RemoteIP: r.RemoteIP(), Metadata: r.Metadata}
 }
 
 // Explain is the filter's decision for a request, without acting on it (no metrics,
 // no log): the same evaluation DecodeHTTP runs.
 func (f *HTTPFilter) Explain(r *filter.Request) Decision {
-	d := f.engine.decide(httpInput(r), HTTPFilterName)
+	in := httpInput(r)
+	d := f.engine.decide(&in, HTTPFilterName)
 	d.Policies = f.engine.policyNames()
 	return d
 }
@@ -346,7 +349,7 @@ func (f *NetworkFilter) Explain(c *filter.Conn) Decision {
 // DecodeHTTP answers 403 "RBAC: access denied" to a denied request.
 func (f *HTTPFilter) DecodeHTTP(r *filter.Request) *filter.LocalReply {
 	in := httpInput(r)
-	allowed, logged, policy := f.engine.Allowed(in)
+	allowed, logged, policy := f.engine.Allowed(&in)
 	action := f.engine.Action().String()
 	switch {
 	case f.engine.Action() == resource.RBACLog:
@@ -366,7 +369,9 @@ func (f *HTTPFilter) DecodeHTTP(r *filter.Request) *filter.LocalReply {
 		return nil
 	}
 	f.metrics.Decision(f.listener, action, "denied", policy)
-	f.log.Debug("rbac denied", "listener", f.listener, "action", action, "policy", policy, "method", r.HTTP.Method, "path", in.Path, "source", r.Conn.Source.String())
+	if f.log.Enabled(r.HTTP.Context(), slog.LevelDebug) { // its arguments allocate even when off
+		f.log.Debug("rbac denied", "listener", f.listener, "action", action, "policy", policy, "method", r.HTTP.Method, "path", in.Path, "source", r.Conn.Source.String())
+	}
 	return &filter.LocalReply{Status: http.StatusForbidden, Body: DeniedBody, GRPCStatus: 7, Details: deniedDetails(policy)}
 }
 
@@ -409,7 +414,9 @@ func (f *NetworkFilter) OnConnection(c *filter.Conn) bool {
 		return true
 	}
 	f.metrics.Decision(f.listener, action, "denied", policy)
-	f.log.Debug("rbac denied connection", "listener", f.listener, "action", action, "policy", policy, "source", c.Source.String())
+	if f.log.Enabled(context.Background(), slog.LevelDebug) {
+		f.log.Debug("rbac denied connection", "listener", f.listener, "action", action, "policy", policy, "source", c.Source.String())
+	}
 	return false
 }
 
