@@ -59,6 +59,7 @@ func Handler(b Backend) http.Handler {
 		w.WriteHeader(http.StatusAccepted)
 	})
 	registerCA(mux, b)
+	registerCredentials(mux, b)
 	registerObjects(mux, b)
 	return mux
 }

@@ -24,6 +24,7 @@ func sidecarKind() kind {
 				return nil, nil, issues
 			}
 			sc, issues := istio.Sidecar(nn, &spec)
+			issues = append(issues, istio.ApplySidecarAnnotations(sc, annotationsOf(data))...)
 			return sc, &spec, issues
 		},
 	}

@@ -73,6 +73,13 @@ type ControlPlane struct {
 	cfgErrors  []string
 	cfgErrorAt time.Time
 	pushGen    int64
+	// issued is the last certificate the CA gave each proxy ID, for status.
+	issued map[string]issuedCert
+}
+
+type issuedCert struct {
+	id       string
+	notAfter time.Time
 }
 
 // Run loads the config (it must be valid), serves until ctx is done, and then stops.
@@ -93,7 +100,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cp := &ControlPlane{opts: opts, log: opts.Logger, shutdown: cancel, cfg: cfg, cfgGen: 1}
+	cp := &ControlPlane{opts: opts, log: opts.Logger, shutdown: cancel, cfg: cfg, cfgGen: 1, issued: map[string]issuedCert{}}
 
 	caDir := opts.CADir
 	if caDir == "" {
@@ -107,6 +114,7 @@ func Run(ctx context.Context, opts Options) error {
 		TrustDomain: opts.TrustDomain,
 		WorkloadTTL: opts.CertTTL,
 		Logger:      cp.log.With("component", "ca"),
+		OnIssued:    cp.recordIssued,
 	})
 	if err != nil {
 		return fmt.Errorf("certificate authority: %w", err)
@@ -222,6 +230,35 @@ func (cp *ControlPlane) push() {
 	mesh.Security = &model.Security{TrustDomain: cp.ca.TrustDomain().Name(), RootCertsPEM: string(cp.ca.BundlePEM())}
 	mesh.RootNamespace = cp.opts.RootNamespace
 	cp.xds.Update(&mesh)
+}
+
+func (cp *ControlPlane) recordIssued(proxyID string, svid *ca.SVID) {
+	if proxyID == "" {
+		return
+	}
+	cp.mu.Lock()
+	cp.issued[proxyID] = issuedCert{id: svid.ID.String(), notAfter: svid.Leaf.NotAfter}
+	cp.mu.Unlock()
+}
+
+// IssueCredential implements api.CredentialBackend: a bootstrap credential for a
+// proxy started by hand, bound to its identity and proxy ID, as skein up gives each
+// sidecar it starts.
+func (cp *ControlPlane) IssueCredential(req api.CredentialRequest) (api.Credential, error) {
+	if req.ProxyID == "" {
+		return api.Credential{}, errors.New("proxyID is required: the credential is bound to the proxy's xDS node id")
+	}
+	if req.Namespace == "" {
+		req.Namespace = "default"
+	}
+	if req.ServiceAccount == "" {
+		req.ServiceAccount = "default"
+	}
+	cred, err := cp.ca.IssueCredential(req.Namespace, req.ServiceAccount, req.ProxyID)
+	if err != nil {
+		return api.Credential{}, err
+	}
+	return api.Credential{Token: cred.Token, SPIFFEID: cred.SPIFFEID.String(), ProxyID: req.ProxyID}, nil
 }
 
 // XDSAddress is where ADS is served.

@@ -7,7 +7,10 @@ import (
 	"skein.dev/skein/internal/api"
 )
 
-var _ api.Backend = (*ControlPlane)(nil)
+var (
+	_ api.Backend           = (*ControlPlane)(nil)
+	_ api.CredentialBackend = (*ControlPlane)(nil)
+)
 
 // Status implements api.Backend: the connected nodes (proxies and proxyless clients)
 // with their ACK/NACK state, and the config's. Ready means the newest config is
@@ -24,6 +27,11 @@ func (cp *ControlPlane) Status() api.Status {
 	var notReady []string
 	for _, p := range cp.xds.Status() {
 		ap := api.Proxy{ID: p.ID, Connected: p.Connected, Version: p.Version, Acked: p.Acked, InSync: p.InSync}
+		cp.mu.Lock()
+		if c, ok := cp.issued[p.ID]; ok {
+			ap.SPIFFEID, ap.CertExpiry = c.id, c.notAfter
+		}
+		cp.mu.Unlock()
 		if p.NACK != nil {
 			ap.NACK = &api.NACK{Type: p.NACK.TypeURL, Version: p.NACK.Version, Message: p.NACK.Message, At: p.NACK.At}
 		}

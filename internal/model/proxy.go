@@ -54,6 +54,11 @@ type Proxy struct {
 	// UpstreamPorts maps "<service FQDN>:<service port>" to a local port whose listener
 	// forwards to that service port (used for TCP and gRPC in CaptureNone).
 	UpstreamPorts map[string]int `json:"upstreamPorts,omitempty"`
+
+	// ObservedHosts are the service hosts (FQDNs) the proxy's workload was seen using
+	// recently, when its Sidecar infers scope from traffic (Sidecar.InferFromTraffic).
+	// The control plane sets it; it never comes from the proxy's metadata.
+	ObservedHosts []string `json:"-"`
 }
 
 // UpstreamKey is the key of Proxy.UpstreamPorts for a service port.

@@ -1,6 +1,9 @@
 package model
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // RootNamespace is Istio's default config root namespace: a Sidecar there without a
 // workload selector is the mesh-wide default.
@@ -18,8 +21,15 @@ type Sidecar struct {
 	// namespace is a name, "*" (any), "." (the Sidecar's own) or "~" (none); dnsName is
 	// "*", "*.suffix" or a fully qualified host.
 	EgressHosts []string `json:"egressHosts"`
-	Source      Source   `json:"source"`
+	// InferFromTraffic adds to the egress hosts the services the proxy's workload was
+	// seen using (asked for on demand, or reported), each until unused for InferredTTL.
+	InferFromTraffic bool          `json:"inferFromTraffic,omitempty"`
+	InferredTTL      time.Duration `json:"inferredTTL,omitempty"`
+	Source           Source        `json:"source"`
 }
+
+// DefaultInferredTTL is how long a host seen in traffic stays in scope unused.
+const DefaultInferredTTL = time.Hour
 
 // Imports reports whether a service (its FQDN and namespace) is among the Sidecar's
 // egress hosts.

@@ -20,6 +20,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	mdns "github.com/miekg/dns"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"skein.dev/skein/internal/model"
@@ -28,6 +30,7 @@ import (
 	"skein.dev/skein/internal/proxy/filter/jwtauthn"
 	"skein.dev/skein/internal/proxy/forward"
 	"skein.dev/skein/internal/proxy/listener"
+	"skein.dev/skein/internal/proxy/ondemand"
 	"skein.dev/skein/internal/proxy/resource"
 	"skein.dev/skein/internal/proxy/stats"
 	"skein.dev/skein/internal/proxy/tap"
@@ -64,6 +67,9 @@ type Options struct {
 	AccessLogPath string
 	// Tracing, when set, exports a span per request.
 	Tracing *tracing.Options
+	// OnDemandHold is how long a request for a host the proxy's (scoped) config lacks
+	// waits for the control plane to add it; ondemand.DefaultHold when zero.
+	OnDemandHold time.Duration
 	// Identity, optional, gives the proxy a workload certificate (the SDS secret
 	// "default") obtained by CSR from the control plane at XDSAddress. Without it, TLS
 	// contexts naming "default" never become ready.
@@ -151,7 +157,16 @@ func Run(ctx context.Context, opts Options) error {
 		JWKS:   jwtauthn.NewCache(ctx, jwtauthn.CacheOptions{Logger: log}),
 	}
 	var cfg atomic.Pointer[forward.Config]
-	fwd := forward.New(forward.Options{Config: &cfg, Metrics: metrics, Telemetry: tel, Tracer: tracer, Logger: log})
+	fwdOpts := forward.Options{Config: &cfg, Metrics: metrics, Telemetry: tel, Tracer: tracer, Logger: log}
+	od, stopOnDemand, err := startOnDemand(ctx, opts, metrics, log)
+	if err != nil {
+		return err
+	}
+	defer stopOnDemand()
+	if od != nil {
+		fwdOpts.OnUnknownHost = od.Await
+	}
+	fwd := forward.New(fwdOpts)
 	defer fwd.Close()
 	listeners := listener.NewManager(ctx, listener.Options{
 		Logger: log,
@@ -201,6 +216,9 @@ func Run(ctx context.Context, opts Options) error {
 				log.Error("binding listeners", "error", err)
 			}
 			ready.Store(true)
+			if od != nil {
+				od.ConfigApplied()
+			}
 			log.Info("config applied", "listeners", len(u.Listeners), "routes", len(u.Routes), "clusters", len(u.Clusters), "endpoints", len(u.Endpoints))
 		},
 	})
@@ -317,3 +335,28 @@ func openAccessLog(path string) (io.WriteCloser, error) {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// reportUsedEvery is how often a proxy whose scope is inferred from traffic reports
+// the services it sent requests to (well under the shortest sensible TTL).
+const reportUsedEvery = time.Minute
+
+// startOnDemand connects a sidecar to the control plane's scope service
+// (internal/proxy/ondemand): requests for hosts its config lacks ask for them, and
+// used hosts are reported. Gateways are not scoped, so they do not use it.
+func startOnDemand(ctx context.Context, opts Options, metrics *stats.Metrics, log *slog.Logger) (*ondemand.Client, func(), error) {
+	if opts.Node.Role == model.RoleGateway {
+		return nil, func() {}, nil
+	}
+	conn, err := grpc.NewClient(opts.XDSAddress, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("scope service: %w", err)
+	}
+	od := ondemand.New(ondemand.Options{Conn: conn, ProxyID: opts.Node.ID, Logger: log, Hold: opts.OnDemandHold})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		od.Report(rctx, reportUsedEvery, ondemand.UsedHosts(metrics.Registry))
+	}()
+	return od, func() { cancel(); <-done; conn.Close() }, nil
+}

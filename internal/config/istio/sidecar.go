@@ -1,7 +1,9 @@
 package istio
 
 import (
+	"strconv"
 	"strings"
+	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -84,3 +86,41 @@ func checkEgressHost(h string) string {
 }
 
 func quote(s string) string { return "\"" + s + "\"" }
+
+// Sidecar annotations (skein's own, Istio has no equivalent): infer the proxy's scope
+// from the traffic it is seen sending, on top of the egress hosts.
+const (
+	InferFromTrafficAnnotation = "scope.skein.dev/infer-from-traffic"
+	InferredTTLAnnotation      = "scope.skein.dev/inferred-ttl"
+)
+
+// ApplySidecarAnnotations reads the scope annotations of a Sidecar.
+func ApplySidecarAnnotations(sc *model.Sidecar, annotations map[string]string) []strict.Issue {
+	var is issues
+	if sc == nil {
+		return nil
+	}
+	infer, ok := annotations[InferFromTrafficAnnotation]
+	ttlText, hasTTL := annotations[InferredTTLAnnotation]
+	if ok {
+		v, err := strconv.ParseBool(infer)
+		if err != nil {
+			is.add("metadata.annotations."+InferFromTrafficAnnotation, "want \"true\" or \"false\", got %q", infer)
+		}
+		sc.InferFromTraffic = v
+	}
+	if hasTTL {
+		d, err := time.ParseDuration(ttlText)
+		switch {
+		case err != nil || d <= 0:
+			is.add("metadata.annotations."+InferredTTLAnnotation, "a positive duration is required, got %q", ttlText)
+		case !sc.InferFromTraffic:
+			is.add("metadata.annotations."+InferredTTLAnnotation, "needs %s: \"true\"", InferFromTrafficAnnotation)
+		}
+		sc.InferredTTL = d
+	}
+	if sc.InferFromTraffic && sc.InferredTTL <= 0 {
+		sc.InferredTTL = model.DefaultInferredTTL
+	}
+	return is
+}

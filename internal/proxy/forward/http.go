@@ -56,6 +56,9 @@ type Options struct {
 	// Tracer, when not nil, makes a span per request.
 	Tracer *tracing.Tracer
 	Logger *slog.Logger
+	// OnUnknownHost, optional, is asked about an outbound request whose Host no
+	// virtual host matches (ondemand.go).
+	OnUnknownHost UnknownHostFunc
 }
 
 // Forwarder serves HTTP requests and TCP connections with the current Config.
@@ -69,7 +72,8 @@ type Forwarder struct {
 	h1, h2  *http.Transport
 	tls     tlsTransports
 	// idlePools: transports with a cluster's idle timeout (pool.go).
-	idlePools idlePools
+	idlePools     idlePools
+	onUnknownHost UnknownHostFunc
 }
 
 type ctxKey int
@@ -104,7 +108,7 @@ type reqState struct {
 // New returns a Forwarder. Its connection pools are shared by all configs, keyed by
 // endpoint address, so a config swap keeps warm connections.
 func New(opts Options) *Forwarder {
-	f := &Forwarder{cfg: opts.Config, metrics: opts.Metrics, tel: opts.Telemetry, tracer: opts.Tracer, log: opts.Logger}
+	f := &Forwarder{cfg: opts.Config, metrics: opts.Metrics, tel: opts.Telemetry, tracer: opts.Tracer, log: opts.Logger, onUnknownHost: opts.OnUnknownHost}
 	if f.metrics == nil {
 		f.metrics = stats.New()
 	}
@@ -261,6 +265,9 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 		return
 	}
 	vh, rt := l.Routes.Select(r, nil)
+	if vh == nil && dir == streaminfo.Outbound && f.onUnknownHost != nil {
+		cfg, l, vh, rt = f.awaitHost(ctx, listener, chain, cfg, l, r)
+	}
 	if vh != nil {
 		info.VirtualHost = vh.Name
 	}

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 
 	"skein.dev/skein/internal/model"
+	"skein.dev/skein/internal/xds/scopeapi"
 	"skein.dev/skein/internal/xds/translate"
 )
 
@@ -111,6 +112,8 @@ type Server struct {
 	pushedGeneration int64
 	// appliedGeneration is set once every node's snapshot for it is set.
 	appliedGeneration int64
+	// observed: per workload, the hosts its proxies were seen using (observed.go).
+	observed map[model.NamespacedName]map[string]observedHost
 }
 
 type nodeState struct {
@@ -182,6 +185,7 @@ func (s *Server) Register(gs *grpc.Server) {
 	listenerservice.RegisterListenerDiscoveryServiceServer(gs, s.xds)
 	routeservice.RegisterRouteDiscoveryServiceServer(gs, s.xds)
 	secretservice.RegisterSecretDiscoveryServiceServer(gs, s.xds)
+	scopeapi.Register(gs, scopeObserver{s})
 }
 
 // Serve runs its own gRPC server on lis and the Run loop until ctx ends.
@@ -226,10 +230,15 @@ func (s *Server) Update(mesh *model.Mesh) {
 
 // Run pushes Updates to all nodes, debounced, until ctx ends.
 func (s *Server) Run(ctx context.Context) {
+	sweep := time.NewTicker(observedSweep)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-sweep.C:
+			s.expireObserved()
+			continue
 		case <-s.kick:
 		}
 		if !s.waitQuiet(ctx) {
@@ -390,6 +399,9 @@ func (s *Server) pushNodeLocked(id string) error {
 		return nil
 	}
 	mesh, proxy, listeners := s.mesh, n.proxy, n.listeners
+	if proxy != nil {
+		proxy = s.withObservedLocked(proxy)
+	}
 	s.mu.Unlock()
 	if mesh == nil {
 		mesh = &model.Mesh{}

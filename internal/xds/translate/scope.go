@@ -1,8 +1,10 @@
 package translate
 
 import (
+	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"skein.dev/skein/internal/model"
 )
@@ -34,6 +36,15 @@ func (b *builder) scopePorts(all []servicePort) ([]servicePort, map[string]bool)
 		return all, nil
 	}
 	imported := b.imported(sc)
+	if sc.InferFromTraffic {
+		// Seen in traffic (the control plane keeps them until unused for the TTL);
+		// only services of the mesh count.
+		for _, host := range b.proxy.ObservedHosts {
+			if b.idx.services[host] != nil {
+				imported[host] = true
+			}
+		}
+	}
 	inScope := make(map[string]bool, len(imported))
 	for host := range imported {
 		inScope[host] = true
@@ -108,4 +119,48 @@ func (b *builder) imported(sc *model.Sidecar) map[string]bool {
 		}
 	}
 	return out
+}
+
+// InferredScope reports whether the Sidecar that applies to the proxy infers its scope
+// from traffic, and for how long an unused host stays.
+func (x *Index) InferredScope(p *model.Proxy) (time.Duration, bool) {
+	if p == nil || p.Role == model.RoleGateway {
+		return 0, false
+	}
+	labels := p.Labels
+	if w := x.workloads[p.Workload]; w != nil && len(labels) == 0 {
+		labels = w.Labels
+	}
+	sc := x.mesh.SidecarFor(p.Workload.Namespace, labels)
+	if sc == nil || !sc.InferFromTraffic {
+		return 0, false
+	}
+	return sc.InferredTTL, true
+}
+
+// ResolveHost finds the service a request's Host names, as a client in namespace
+// would mean it (Istio's domains: FQDN, name, name.ns, name.ns.svc, with or without a
+// port, or a ServiceEntry host). It returns the service's FQDN.
+func (x *Index) ResolveHost(namespace, host string) (string, bool) {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if h, port, err := net.SplitHostPort(host); err == nil && port != "" {
+		host = h
+	}
+	candidates := []string{host}
+	switch strings.Count(host, ".") { // x.suffix is "svc.<domain>"
+	case 0:
+		candidates = append(candidates, host+"."+namespace+"."+x.suffix)
+	case 1:
+		candidates = append(candidates, host+"."+x.suffix)
+	case 2:
+		if name, ok := strings.CutSuffix(host, ".svc"); ok {
+			candidates = append(candidates, name+"."+x.suffix)
+		}
+	}
+	for _, c := range candidates {
+		if x.services[c] != nil {
+			return c, true
+		}
+	}
+	return "", false
 }
