@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"skein.dev/skein/internal/proxy/h1client"
 	"skein.dev/skein/internal/proxy/inspect"
 
 	"skein.dev/skein/internal/proxy/peer"
@@ -70,7 +71,9 @@ type Forwarder struct {
 	log     *slog.Logger
 	proxy   *httputil.ReverseProxy
 	h1, h2  *http.Transport
-	tls     tlsTransports
+	// h1c carries HTTP/1.1 requests (h1.go); the transports the rest.
+	h1c *h1client.Pool
+	tls tlsTransports
 	// idlePools: transports with a cluster's idle timeout (pool.go).
 	idlePools     idlePools
 	onUnknownHost UnknownHostFunc
@@ -103,6 +106,9 @@ type reqState struct {
 	// cors the CORS headers it gets.
 	respHeaders []resource.HeaderMutation
 	cors        http.Header
+	// target is the h1client target of the attempt in flight (kept here to save an
+	// allocation per attempt).
+	target h1client.Target
 }
 
 // New returns a Forwarder. Its connection pools are shared by all configs, keyed by
@@ -125,6 +131,7 @@ func New(opts Options) *Forwarder {
 		// The proxy forwards bodies as they are; it must not add gzip itself.
 		DisableCompression: true,
 	}
+	f.h1c = h1client.New(dialH1)
 	f.h2 = &http.Transport{DialContext: dial, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	f.h2.Protocols = new(http.Protocols)
 	f.h2.Protocols.SetUnencryptedHTTP2(true)
@@ -143,23 +150,27 @@ func New(opts Options) *Forwarder {
 // Close releases idle upstream connections.
 func (f *Forwarder) Close() {
 	f.h1.CloseIdleConnections()
+	f.h1c.CloseIdle()
 	f.h2.CloseIdleConnections()
 	f.tls.closeIdle()
 	f.idlePools.closeIdle()
 }
 
+// dialContext carries the cluster's connect timeout and source address to dial.
+func dialContext(ctx context.Context, c *upstream.Cluster) context.Context {
+	ctx = context.WithValue(ctx, connectTimeoutKey, c.ConnectTimeout)
+	if c.BindAddress != "" {
+		ctx = context.WithValue(ctx, bindKey, c.BindAddress)
+	}
+	return ctx
+}
+
 func dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: 5 * time.Second}
-	if t, ok := ctx.Value(connectTimeoutKey).(time.Duration); ok && t > 0 {
-		d.Timeout = t
-	}
-	if b, ok := ctx.Value(bindKey).(string); ok && b != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(b)}
-	}
-	applyDialOptions(ctx, &d) // cluster keepalive (pool.go)
-	conn, err := d.DialContext(ctx, network, addr)
+	timeout, _ := ctx.Value(connectTimeoutKey).(time.Duration)
+	bind, _ := ctx.Value(bindKey).(string)
+	conn, err := dialTCP(ctx, addr, timeout, bind, dialKeepAlive(ctx)) // cluster keepalive (pool.go)
 	if err != nil {
-		return nil, &ConnectError{Address: addr, Err: err}
+		return nil, err
 	}
 	return countConn(ctx, conn), nil
 }
@@ -459,16 +470,13 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		// with HTTP/2 and gRPC.
 		http2 = false
 	}
-	ctx := context.WithValue(req.Context(), connectTimeoutKey, c.ConnectTimeout)
-	if c.BindAddress != "" {
-		ctx = context.WithValue(ctx, bindKey, c.BindAddress)
-	}
+	ctx := req.Context()
 	if c.OriginalDst {
 		dst, err := originalDestination(inspect.ConnFromContext(req.Context()))
 		if err != nil {
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 		}
-		out := req.WithContext(ctx)
+		out := req.WithContext(dialContext(ctx, c))
 		u := *req.URL
 		u.Host = dst
 		out.URL = &u
@@ -484,7 +492,6 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 	}
-	ctx = poolContext(ctx, c)
 	policy := st.retry
 	if policy == nil {
 		policy = implicitRetry
@@ -502,26 +509,46 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, ErrNoHealthyUpstream)
 		}
 		attemptCtx, stopPerTry, cancel := perTryContext(ctx, policy.PerTryTimeout)
+		fast := useH1Client(req, ep, http2)
 		var transport http.RoundTripper = rt.f.h1
-		out := req.WithContext(attemptCtx)
+		var out *http.Request
+		if fast {
+			out = req.WithContext(attemptCtx)
+		} else {
+			// http.Transport's dialer reads the cluster's connection options here.
+			tctx := poolContext(dialContext(attemptCtx, c), c)
+			if ep.TLS != nil {
+				tctx = context.WithValue(tctx, tlsClientKey, ep.TLS)
+			}
+			out = req.WithContext(tctx)
+		}
 		u := *req.URL
 		u.Host = ep.Address
 		switch {
 		case ep.TLS != nil:
-			transport = rt.f.tls.get(ep.TLS.Key, http2)
-			out = req.WithContext(context.WithValue(attemptCtx, tlsClientKey, ep.TLS))
 			u.Scheme = "https"
+			if !fast {
+				transport = rt.f.tls.get(ep.TLS.Key, http2)
+			}
 		case http2:
 			transport = rt.f.h2
 		}
 		out.URL = &u
 		if body != nil {
 			out.Body = body.attempt()
+			out.GetBody = body.getBody
 		}
 		st.info.UpstreamHost = ep.Address
 		done := ep.Begin()
 		start := time.Now()
-		resp, err := rt.f.pooled(c, transport, http2).RoundTrip(out)
+		var resp *http.Response
+		var err error
+		if fast {
+			st.target = h1Target(c, ep)
+			resp, err = rt.f.h1c.RoundTrip(out, &st.target)
+		} else {
+			resp, err = rt.f.pooled(c, transport, http2).RoundTrip(out)
+		}
 		perTry := stopPerTry()
 		if perTry {
 			if resp != nil {

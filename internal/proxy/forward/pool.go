@@ -72,14 +72,13 @@ func poolContext(ctx context.Context, c *upstream.Cluster) context.Context {
 	return ctx
 }
 
-// applyDialOptions sets keepalive on the dialer from the context.
-func applyDialOptions(ctx context.Context, d *net.Dialer) {
+// dialKeepAlive is the cluster's TCP keepalive from the context (nil: Go's default).
+func dialKeepAlive(ctx context.Context) *net.KeepAliveConfig {
 	if ka, ok := ctx.Value(keepaliveKey).(*resource.TCPKeepalive); ok {
-		d.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: ka.Time, Interval: ka.Interval, Count: int(ka.Probes)}
-		if ka.Time == 0 {
-			d.KeepAliveConfig.Idle = -1 // system default
-		}
+		kc := keepAliveConfig(ka.Time, ka.Interval, int(ka.Probes))
+		return &kc
 	}
+	return nil
 }
 
 // countConn wraps a dialed connection when the cluster limits requests per connection.

@@ -182,3 +182,36 @@ func TestHashCookieThroughForwarder(t *testing.T) {
 		}
 	}
 }
+
+// HTTP/1.1 upstream requests go through the h1client pool (no http.Transport
+// goroutines): its connections are the ones left idle.
+func TestHTTP1UpstreamUsesH1Client(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer backend.Close()
+	rc := &resource.RouteConfig{Name: "l", VirtualHosts: []resource.VirtualHost{{Name: "vh", Domains: []string{"*"}, Routes: []resource.Route{
+		{Name: "default", Match: resource.RouteMatch{Kind: resource.PathPrefix, Path: "/", CaseSensitive: true}, Clusters: []resource.WeightedCluster{{Name: "c", Weight: 1}}},
+	}}}}
+	u := xdsclient.Update{
+		Listeners: map[string]*resource.Listener{"l": {Name: "l", FilterChains: []*resource.FilterChain{{Name: "0", HTTP: &resource.HTTPConnectionManager{Inline: rc}}}}},
+		Clusters: map[string]*resource.Cluster{"c": {Name: "c", Kind: resource.ClusterStatic,
+			Static: &resource.Endpoints{ClusterName: "c", Endpoints: []resource.Endpoint{{Address: strings.TrimPrefix(backend.URL, "http://"), Healthy: true, Weight: 1}}}}},
+	}
+	var cfg atomic.Pointer[Config]
+	compiled, err := Compile(u, nil, tlsconf.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Store(compiled)
+	f := New(Options{Config: &cfg, Metrics: stats.New()})
+	defer f.Close()
+	front := httptest.NewServer(f.HTTPHandler("l", "0"))
+	defer front.Close()
+	for i := 0; i < 3; i++ {
+		if _, body := getBody(t, front.URL+"/"); body != "ok" {
+			t.Fatalf("body %q", body)
+		}
+	}
+	if n := f.h1c.IdleCount(); n != 1 {
+		t.Fatalf("h1client holds %d idle connections, want 1", n)
+	}
+}

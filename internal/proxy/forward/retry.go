@@ -129,13 +129,17 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // whether the per-try timeout fired.
 func perTryContext(ctx context.Context, d time.Duration) (context.Context, func() bool, context.CancelFunc) {
 	if d <= 0 {
-		c, cancel := context.WithCancel(ctx)
-		return c, func() bool { return false }, cancel
+		// No context of its own: an attempt ends with its response body, and an
+		// abandoned attempt's body reads fail (replayBody), so nothing needs cancelling.
+		return ctx, noPerTry, noCancel
 	}
 	c, cancel := context.WithCancelCause(ctx)
 	t := time.AfterFunc(d, func() { cancel(errPerTryTimeout) })
 	return c, func() bool { return !t.Stop() }, func() { cancel(nil) }
 }
+
+func noPerTry() bool { return false }
+func noCancel()      {}
 
 // replayBody keeps what was read of a request body (up to a limit) so a retry can send
 // it again. Each attempt reads through its own attemptBody; starting a new attempt
@@ -147,9 +151,28 @@ type replayBody struct {
 	srcErr   error
 	overflow bool
 	gen      int
+	// getBody is replay as a func value, made once per request.
+	getBody func() (io.ReadCloser, error)
 }
 
-func newReplayBody(src io.ReadCloser) *replayBody { return &replayBody{src: src} }
+func newReplayBody(src io.ReadCloser) *replayBody {
+	b := &replayBody{src: src}
+	b.getBody = b.replay
+	return b
+}
+
+// errNotReplayable: the body was longer than what is kept for a replay.
+var errNotReplayable = errors.New("request body too long to send again")
+
+// replay is a request's GetBody: a new attempt's reader, when all that was read so far
+// was kept. Transports use it to send a request again on a fresh connection after a
+// reused one turned out closed.
+func (b *replayBody) replay() (io.ReadCloser, error) {
+	if !b.replayable() {
+		return nil, errNotReplayable
+	}
+	return b.attempt(), nil
+}
 
 // attempt returns the reader for a new attempt.
 func (b *replayBody) attempt() io.ReadCloser {
