@@ -267,14 +267,10 @@ spec:
 `, retrySrv.port))
 
 	cp := startControl(t, dir)
-	// Two bootstraps, so two node ids: grpc-go opens one ADS stream per dial target,
-	// and the control plane keeps one snapshot per node id (see docs/USAGE.md).
-	boot, retryBoot := filepath.Join(t.TempDir(), "bootstrap.json"), filepath.Join(t.TempDir(), "retry-bootstrap.json")
-	for _, b := range []string{boot, retryBoot} {
-		// No skein up anywhere: --state-dir points at an empty folder on purpose.
-		if out, err := skeinCmd("bootstrap", "--grpc", "client", "--xds-address", cp.xds, "--state-dir", t.TempDir(), "-o", b); err != nil {
-			t.Fatalf("skein bootstrap: %v\n%s", err, out)
-		}
+	boot := filepath.Join(t.TempDir(), "bootstrap.json")
+	// No skein up anywhere: --state-dir points at an empty folder on purpose.
+	if out, err := skeinCmd("bootstrap", "--grpc", "client", "--xds-address", cp.xds, "--state-dir", t.TempDir(), "-o", boot); err != nil {
+		t.Fatalf("skein bootstrap: %v\n%s", err, out)
 	}
 	const target = "xds:///catalog.default.svc.cluster.local:9090"
 	client := startProxylessSession(t, boot)
@@ -296,15 +292,17 @@ spec:
 	}
 
 	// Retries from the VirtualService, counted at the backend: the first x-fail
-	// attempts of each request id fail with UNAVAILABLE.
+	// attempts of each request id fail with UNAVAILABLE. The same process dials a
+	// second target: grpc-go opens a second ADS stream with the same node id, and the
+	// first target must keep following config changes (checked by the edits below).
 	const retryTarget = "xds:///retry.example.com:9090"
-	retried := runProxyless(t, retryBoot, proxylessJob{Target: retryTarget, Calls: 10, RequestIDs: "retry", Method: retryMethod,
+	retried := client.run(proxylessJob{Target: retryTarget, Calls: 10, RequestIDs: "retry", Method: retryMethod,
 		Metadata: map[string]string{"x-retry": "yes", "x-fail": "2"}})
 	if retried.Codes["OK"] != 10 || retrySrv.attempts("retry-0") != 3 || retrySrv.attempts("retry-9") != 3 {
 		t.Errorf("retries {attempts: 3, retryOn: unavailable} with 2 failing attempts: %+v (%d attempts of retry-0), want 10 × OK after 3 attempts each",
 			retried, retrySrv.attempts("retry-0"))
 	}
-	unretried := runProxyless(t, retryBoot, proxylessJob{Target: retryTarget, Calls: 10, RequestIDs: "noretry", Method: retryMethod,
+	unretried := client.run(proxylessJob{Target: retryTarget, Calls: 10, RequestIDs: "noretry", Method: retryMethod,
 		Metadata: map[string]string{"x-fail": "1"}})
 	if unretried.Codes["Unavailable"] != 10 || retrySrv.attempts("noretry-0") != 1 {
 		t.Errorf("retries {attempts: 0} with a failing attempt: %+v (%d attempts), want 10 × Unavailable after 1 attempt", unretried, retrySrv.attempts("noretry-0"))
