@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"skein.dev/skein/internal/proxy"
+	"skein.dev/skein/internal/xds/scopeapi"
 )
 
 // The client role: Clients lightweight ADS clients in this one process, each a real
@@ -72,8 +73,13 @@ func runClients(addr string, sc scenario) error {
 		if err != nil {
 			return err
 		}
-		c := &adsClient{id: j, node: node, events: events, ver: map[string]string{}, nonce: map[string]string{}}
 		conn := conns[len(conns)-1]
+		c := &adsClient{id: j, node: node, events: events, ver: map[string]string{}, nonce: map[string]string{}}
+		if sc.Scope == "inferred" {
+			for _, d := range sc.deps(j) {
+				c.observe = append(c.observe, sc.host(d))
+			}
+		}
 		go func() {
 			if err := c.run(ctx, conn); err != nil && ctx.Err() == nil {
 				errs <- fmt.Errorf("client %d: %w", c.id, err)
@@ -124,6 +130,11 @@ type adsClient struct {
 	rds    []string
 	bytes  int64
 	synced int64
+	// observe: the hosts to report once the stream is open (inferred scope); then
+	// fresh records the types received since the report.
+	observe  []string
+	observed bool
+	fresh    map[string]bool
 }
 
 func (c *adsClient) run(ctx context.Context, conn *grpc.ClientConn) error {
@@ -152,6 +163,9 @@ func (c *adsClient) run(ctx context.Context, conn *grpc.ClientConn) error {
 		c.bytes += int64(proto.Size(resp))
 		t := resp.GetTypeUrl()
 		c.ver[t], c.nonce[t] = resp.GetVersionInfo(), resp.GetNonce()
+		if c.observed {
+			c.fresh[t] = true
+		}
 		switch t {
 		case rsrc.ClusterType:
 			if err := send(t, nil); err != nil {
@@ -185,6 +199,16 @@ func (c *adsClient) run(ctx context.Context, conn *grpc.ClientConn) error {
 			if err := send(t, c.rds); err != nil {
 				return err
 			}
+		}
+		if len(c.observe) > 0 && !c.observed && t == rsrc.ClusterType {
+			// The control plane rebuilds this proxy's config before answering.
+			if _, _, err := scopeapi.Observe(ctx, conn, c.node.GetId(), c.observe); err != nil {
+				return fmt.Errorf("scope report: %w", err)
+			}
+			c.observed, c.fresh = true, map[string]bool{}
+		}
+		if len(c.observe) > 0 && !(c.fresh[rsrc.ClusterType] && c.fresh[rsrc.EndpointType]) {
+			continue // synced only once the reported dependencies arrived
 		}
 		if gen, ok := c.syncedGen(); ok && gen > c.synced {
 			c.synced = gen

@@ -2,8 +2,10 @@
 // 10,000 services, 50,000 endpoints) served by skein's xDS server (internal/xds/server,
 // the real translator and go-control-plane) to 1,000 ADS clients in one separate process
 // over real gRPC on loopback, each ACKing. For each scope of the proxies' config (none,
-// a namespace-wide Sidecar, a per-workload Sidecar declaring its dependencies) it
-// reports: time for all clients to sync at start, time from one config change (an
+// a namespace-wide Sidecar, a per-workload Sidecar declaring its dependencies, and
+// inferred: a mesh-wide Sidecar declaring nothing that infers from traffic, each client
+// reporting its dependencies to the scope service once its stream is open, as a proxy
+// does for a host it is asked for) it reports: time for all clients to sync at start, time from one config change (an
 // endpoint of a service every client uses turns unhealthy) until every client has ACKed
 // it, bytes of config per proxy, and control-plane heap in use after GC.
 //
@@ -44,7 +46,7 @@ func main() {
 	clients := flag.Int("clients", 1000, "ADS clients")
 	endpoints := flag.Int("endpoints", 50000, "endpoints in the registry")
 	deps := flag.Int("deps", 5, "services each client depends on (declared scope)")
-	scopes := flag.String("scopes", "none,namespace,declared", "scopes to run")
+	scopes := flag.String("scopes", "none,namespace,declared,inferred", "scopes to run")
 	sizes := flag.String("services", "1000,10000", "registry sizes to run")
 	timeout := flag.Duration("timeout", 10*time.Minute, "per-case limit")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the control plane's CPU profile (sync and change) to this file")

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"skein.dev/skein/internal/model"
 )
@@ -14,7 +15,7 @@ type scenario struct {
 	Namespaces int    `json:"namespaces"`
 	Clients    int    `json:"clients"`
 	Deps       int    `json:"deps"`  // services each client depends on (declared scope)
-	Scope      string `json:"scope"` // none | namespace | declared
+	Scope      string `json:"scope"` // none | namespace | declared | inferred
 }
 
 const suffix = model.DefaultDomainSuffix
@@ -74,6 +75,13 @@ func (sc scenario) mesh(gen int64, flip bool) *model.Mesh {
 			}
 			m.Sidecars = append(m.Sidecars, s)
 		}
+	case "inferred":
+		// Nothing declared: each client reports its dependencies (scope service), as
+		// a proxy does for the hosts it is asked for.
+		m.Sidecars = append(m.Sidecars, &model.Sidecar{
+			NamespacedName: model.NamespacedName{Namespace: model.RootNamespace, Name: "default"},
+			EgressHosts:    []string{"~/*"}, InferFromTraffic: true, InferredTTL: time.Hour,
+		})
 	}
 	return m
 }

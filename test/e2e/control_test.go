@@ -267,14 +267,10 @@ spec:
 `, retrySrv.port))
 
 	cp := startControl(t, dir)
-	// Two bootstraps, so two node ids: grpc-go opens one ADS stream per dial target,
-	// and the control plane keeps one snapshot per node id (see docs/USAGE.md).
-	boot, retryBoot := filepath.Join(t.TempDir(), "bootstrap.json"), filepath.Join(t.TempDir(), "retry-bootstrap.json")
-	for _, b := range []string{boot, retryBoot} {
-		// No skein up anywhere: --state-dir points at an empty folder on purpose.
-		if out, err := skeinCmd("bootstrap", "--grpc", "client", "--xds-address", cp.xds, "--state-dir", t.TempDir(), "-o", b); err != nil {
-			t.Fatalf("skein bootstrap: %v\n%s", err, out)
-		}
+	boot := filepath.Join(t.TempDir(), "bootstrap.json")
+	// No skein up anywhere: --state-dir points at an empty folder on purpose.
+	if out, err := skeinCmd("bootstrap", "--grpc", "client", "--xds-address", cp.xds, "--state-dir", t.TempDir(), "-o", boot); err != nil {
+		t.Fatalf("skein bootstrap: %v\n%s", err, out)
 	}
 	const target = "xds:///catalog.default.svc.cluster.local:9090"
 	client := startProxylessSession(t, boot)
@@ -296,15 +292,17 @@ spec:
 	}
 
 	// Retries from the VirtualService, counted at the backend: the first x-fail
-	// attempts of each request id fail with UNAVAILABLE.
+	// attempts of each request id fail with UNAVAILABLE. The same process dials a
+	// second target: grpc-go opens a second ADS stream with the same node id, and the
+	// first target must keep following config changes (checked by the edits below).
 	const retryTarget = "xds:///retry.example.com:9090"
-	retried := runProxyless(t, retryBoot, proxylessJob{Target: retryTarget, Calls: 10, RequestIDs: "retry", Method: retryMethod,
+	retried := client.run(proxylessJob{Target: retryTarget, Calls: 10, RequestIDs: "retry", Method: retryMethod,
 		Metadata: map[string]string{"x-retry": "yes", "x-fail": "2"}})
 	if retried.Codes["OK"] != 10 || retrySrv.attempts("retry-0") != 3 || retrySrv.attempts("retry-9") != 3 {
 		t.Errorf("retries {attempts: 3, retryOn: unavailable} with 2 failing attempts: %+v (%d attempts of retry-0), want 10 × OK after 3 attempts each",
 			retried, retrySrv.attempts("retry-0"))
 	}
-	unretried := runProxyless(t, retryBoot, proxylessJob{Target: retryTarget, Calls: 10, RequestIDs: "noretry", Method: retryMethod,
+	unretried := client.run(proxylessJob{Target: retryTarget, Calls: 10, RequestIDs: "noretry", Method: retryMethod,
 		Metadata: map[string]string{"x-fail": "1"}})
 	if unretried.Codes["Unavailable"] != 10 || retrySrv.attempts("noretry-0") != 1 {
 		t.Errorf("retries {attempts: 0} with a failing attempt: %+v (%d attempts), want 10 × Unavailable after 1 attempt", unretried, retrySrv.attempts("noretry-0"))
@@ -392,4 +390,68 @@ func poll(d time.Duration, cond func() bool) bool {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return true
+}
+
+// TestUpWorkloadEntry: skein up reads WorkloadEntries too: a mesh workload's sidecar
+// reaches a process skein up does not run (an echo server of this test) through the
+// Service that selects its WorkloadEntry, mixed with a replica skein up runs.
+func TestUpWorkloadEntry(t *testing.T) {
+	port := startEchoBackend(t, "legacy-vm")
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "mesh.yaml"), fmt.Sprintf(`apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata: {name: client, labels: {app: client}}
+spec: {command: ["skein", "echo"]}
+---
+apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata: {name: legacy-new, labels: {app: legacy, version: new}}
+spec:
+  command: ["skein", "echo"]
+  ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: legacy}
+spec:
+  selector: {app: legacy}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: legacy-vm}
+spec:
+  address: 127.0.0.1
+  ports: {http: %d}
+  labels: {app: legacy, version: vm}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: legacy}
+spec:
+  host: legacy
+  subsets:
+  - {name: vm, labels: {version: vm}}
+  - {name: new, labels: {version: new}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: legacy}
+spec:
+  hosts: [legacy]
+  http:
+  - match: [{headers: {x-vm: {exact: "true"}}}]
+    route: [{destination: {host: legacy, subset: vm}}]
+  - route: [{destination: {host: legacy}}]
+`, port))
+	m := startMesh(t, dir)
+	vm := m.call("client", "http://legacy:8080/", "-n", "20", "-H", "x-vm: true")
+	if vm.Backends["legacy-vm"] != 20 {
+		t.Errorf("x-vm: true: %+v, want the WorkloadEntry's server only\n%s", vm, m.logs())
+	}
+	both := m.call("client", "http://legacy:8080/", "-n", "200", "-c", "4")
+	// Round robin over the WorkloadEntry and the replica: about 100 each.
+	if both.Backends["legacy-vm"] < 50 || both.Backends["legacy-new"] < 50 || both.Backends["legacy-vm"]+both.Backends["legacy-new"] != 200 {
+		t.Errorf("legacy over its WorkloadEntry and its replica: %+v, want both", both)
+	}
 }

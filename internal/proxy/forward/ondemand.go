@@ -38,7 +38,7 @@ func (f *Forwarder) awaitHost(ctx context.Context, listener, chain string, old *
 		}
 		return false
 	}
-	if !f.onUnknownHost(ctx, r.Host, found) || gotChain == nil {
+	if r.Host == "" || !f.onUnknownHost(ctx, r.Host, found) || gotChain == nil {
 		return old, l, nil, nil
 	}
 	return gotCfg, gotChain, vh, rt

@@ -4,13 +4,13 @@
 // A sidecar's live heap is small (~5 MB: its config, protobuf descriptors, TLS state)
 // while every request allocates (~13 KB at the time of writing). With the default
 // GOGC=100 the heap goal is twice the live heap, so at 1,000 RPS the GC ran ~2.5 times
-// a second and took a fifth of the proxy's CPU (docs/BENCHMARKS.md). Raising GOGC for
+// a second and took about a sixth of the proxy's CPU (docs/BENCHMARKS.md). Raising GOGC for
 // good would make a sidecar with a large config (an unscoped mesh) grow without need;
 // so after every GC cycle the tuner sets GOGC such that the heap goal is
 // max(HeapFloor, live × (1 + GOGC/100)) (the approach of Uber's and PingCAP's GC
 // tuners): small heaps get the floor, large ones keep the default behaviour. The floor
-// applies only while the proxy allocates fast (BusyRate): an idle sidecar keeps the
-// default goal, so it does not drift up to the floor between requests.
+// applies only while the proxy allocates fast (BusyRate); an idle sidecar collects at
+// 1.5 × its live heap (IdleGOGC), so it does not drift up to the floor between requests.
 package gctune
 
 import (
@@ -30,8 +30,8 @@ import (
 // Defaults for sidecars (measured in docs/BENCHMARKS.md, "this round: memory").
 const (
 	// DefaultHeapFloor keeps a busy proxy's GC from running before the heap reaches
-	// 12 MiB: at 1,000 RPS it halved the GC's CPU and kept RSS under 40 MB (16 MiB
-	// went to 43 MB).
+	// 12 MiB: at 1,000 RPS it cut the GC's CPU by a fifth to a half for ~2 MB of RSS
+	// (14 MiB came to 39.7 MB, 16 MiB to 43 MB: over the 40 MB target).
 	DefaultHeapFloor = 12 << 20
 	// DefaultMemoryLimit is the soft limit above which the GC works harder rather
 	// than let the process grow (Go's GC CPU limiter caps that work at 50%).
@@ -39,6 +39,9 @@ const (
 	// BusyRate is the allocation rate (bytes/s, since the previous GC) from which the
 	// floor applies: about 150 requests a second at ~13 KB each.
 	BusyRate = 2 << 20
+	// IdleGOGC is the GOGC below BusyRate: an idle sidecar's GC costs next to
+	// nothing, and a heap goal of 1.5 × live instead of 2 × live keeps its RSS down.
+	IdleGOGC = 50
 	// maxGOGC bounds the tuned GOGC for tiny live heaps.
 	maxGOGC = 1000
 )
@@ -60,7 +63,7 @@ func Start(ctx context.Context, opts Options) (applied []string) {
 	if opts.HeapFloor > 0 && os.Getenv("GOGC") == "" {
 		base := debug.SetGCPercent(100)
 		debug.SetGCPercent(base)
-		t := &tuner{ctx: ctx, floor: opts.HeapFloor, base: base, busy: BusyRate}
+		t := &tuner{ctx: ctx, floor: opts.HeapFloor, base: base, idle: min(base, IdleGOGC), busy: BusyRate}
 		t.arm()
 		applied = append(applied, "heap floor")
 	}
@@ -71,6 +74,7 @@ type tuner struct {
 	ctx   context.Context
 	floor uint64
 	base  int
+	idle  int          // GOGC while not busy
 	busy  float64      // BusyRate; tests lower it
 	last  atomic.Int64 // the GOGC set last (tests)
 
@@ -100,6 +104,7 @@ func (t *tuner) onGC() {
 		live, allocs, now := s[0].Value.Uint64(), s[1].Value.Uint64(), time.Now()
 		if !t.prevAt.IsZero() && allocs > t.prevAllocs {
 			rate := float64(allocs-t.prevAllocs) / now.Sub(t.prevAt).Seconds()
+			gogc = t.idle
 			if rate >= t.busy {
 				gogc = percentFor(t.floor, live, t.base)
 			}

@@ -35,7 +35,7 @@ func TestTunerRaisesGOGCAfterGC(t *testing.T) {
 	base := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(base)
 	ctx, cancel := context.WithCancel(context.Background())
-	tu := &tuner{ctx: ctx, floor: 1 << 30, base: 100, busy: 1}
+	tu := &tuner{ctx: ctx, floor: 1 << 30, base: 100, idle: 50, busy: 1}
 	tu.arm()
 	deadline := time.Now().Add(10 * time.Second)
 	for tu.last.Load() <= 100 && time.Now().Before(deadline) {
@@ -56,21 +56,21 @@ func TestTunerRaisesGOGCAfterGC(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 }
 
-// TestTunerKeepsBaseWhenIdle: below the busy rate the floor does not apply.
-func TestTunerKeepsBaseWhenIdle(t *testing.T) {
+// TestTunerIdle: below the busy rate the floor does not apply; the idle GOGC does.
+func TestTunerIdle(t *testing.T) {
 	base := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(base)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	tu := &tuner{ctx: ctx, floor: 1 << 30, base: 100, busy: 1 << 50}
+	tu := &tuner{ctx: ctx, floor: 1 << 30, base: 100, idle: 50, busy: 1 << 50}
 	tu.last.Store(-1)
 	tu.arm()
 	for range 3 {
 		runtime.GC()
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got := tu.last.Load(); got != -1 && got != 100 {
-		t.Errorf("GOGC = %d while idle, want the base 100", got)
+	if got := tu.last.Load(); got != 50 {
+		t.Errorf("GOGC = %d while idle, want 50", got)
 	}
 }
 

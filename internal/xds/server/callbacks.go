@@ -13,6 +13,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"skein.dev/skein/internal/model"
 )
@@ -43,6 +44,8 @@ func (c callbacks) OnDeltaStreamClosed(id int64, _ *core.Node) {
 // created, so it is answered at once) and records ACKs and NACKs.
 func (c callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
 	key := streamKey{id: id}
+	// The watch go-control-plane creates after this callback reads req.Node.
+	req.Node = c.s.streamNode(key, req.GetNode())
 	if err := c.s.learnNode(key, req.GetNode()); err != nil {
 		return err
 	}
@@ -95,18 +98,57 @@ func (s *Server) openStream(key streamKey) {
 	s.streams[key] = &streamState{sent: map[string]sentResponse{}}
 }
 
-// closeStream marks the node disconnected when its last stream ends; its status stays.
+// closeStream marks the node disconnected when its last stream ends; its status stays,
+// except for a stream alias (streamNode), which goes with its stream.
 func (s *Server) closeStream(key streamKey) {
+	s.pushMu.Lock() // no push may recreate an alias being forgotten
+	defer s.pushMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st := s.streams[key]
 	delete(s.streams, key)
 	if st == nil || st.nodeID == "" {
+		s.mu.Unlock()
+		return
+	}
+	if st.alias != nil {
+		delete(s.nodes, st.nodeID)
+		s.mu.Unlock()
+		s.cache.forget(st.nodeID)
 		return
 	}
 	if n := s.nodes[st.nodeID]; n != nil && n.streams > 0 {
 		n.streams--
 	}
+	s.mu.Unlock()
+}
+
+// streamNode is the node a stream is served as. grpc-go opens one ADS stream per
+// xds:/// target (gRFC A71), all with the bootstrap's node id, and each stream names
+// only its own target's listener; the cache answers a request only when it names
+// every listener of its node's snapshot. So while a generic client's node id already
+// has a live stream, a further stream is served as a node of its own,
+// "<id>/stream-<n>", which ends with the stream. Proxies (SKEIN_PROXY) are unchanged.
+func (s *Server) streamNode(key streamKey, node *core.Node) *core.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.streams[key]
+	switch {
+	case st == nil || node.GetId() == "":
+		return node
+	case st.alias != nil:
+		return st.alias
+	case st.nodeID != "":
+		return node // bound on its first request, under its own id
+	case node.GetMetadata().GetFields()[ProxyMetadataKey].GetStringValue() != "":
+		return node
+	}
+	if n := s.nodes[node.GetId()]; n == nil || n.streams == 0 || n.proxy != nil {
+		return node
+	}
+	alias := proto.Clone(node).(*core.Node)
+	alias.Id = fmt.Sprintf("%s/stream-%d", node.GetId(), key.id)
+	st.alias = alias
+	return alias
 }
 
 // learnNode binds a stream to its node and, for a node never seen or whose

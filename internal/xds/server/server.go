@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
@@ -144,6 +145,9 @@ type streamKey struct {
 type streamState struct {
 	nodeID string
 	sent   map[string]sentResponse // by type URL: the last response on this stream
+	// alias, when set, is the node a generic client's extra stream is served as
+	// (streamNode): its node id plus the stream, with that id's own snapshot.
+	alias *core.Node
 }
 
 type sentResponse struct{ nonce, version string }

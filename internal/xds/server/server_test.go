@@ -549,3 +549,60 @@ func TestProxylessNode(t *testing.T) {
 		t.Fatalf("got %d assignments", len(eds.GetResources()))
 	}
 }
+
+// TestProxylessStreamPerTarget: grpc-go opens one ADS stream per dial target, all with
+// the bootstrap's node id. Each stream gets its own target's listener, and both follow
+// a push; the second stream's node ("<id>/stream-<n>") goes away with its stream.
+func TestProxylessStreamPerTarget(t *testing.T) {
+	mesh := func(gen int64, timeout time.Duration) *model.Mesh {
+		m := testMesh(gen, 1)
+		m.Services = append(m.Services, &model.Service{
+			NamespacedName: model.NamespacedName{Namespace: "default", Name: "inventory"},
+			Selector:       map[string]string{"app": "inventory"},
+			Ports:          []model.ServicePort{{Name: "http", Port: 80, Protocol: model.ProtocolHTTP}},
+		})
+		for _, h := range []string{catalogHost, "inventory.default.svc.cluster.local"} {
+			m.VirtualServices = append(m.VirtualServices, &model.VirtualService{
+				NamespacedName: model.NamespacedName{Namespace: "default", Name: strings.Split(h, ".")[0]},
+				Hosts:          []string{h},
+				HTTP:           []model.HTTPRoute{{Destinations: []model.RouteDestination{{Host: h, Weight: 100}}, Timeout: timeout}},
+			})
+		}
+		return m
+	}
+	s, addr := startServer(t, Options{Debounce: 5 * time.Millisecond})
+	s.Update(mesh(1, time.Second))
+	node := &core.Node{Id: "grpc-app", Cluster: "x"}
+	targets := []string{catalogHost + ":80", "inventory.default.svc.cluster.local:80"}
+	var clients []*adsClient
+	for _, target := range targets {
+		c := dialADS(t, addr, node)
+		c.send(resource.ListenerType, []string{target}, "", "", "")
+		lds := c.recv(resource.ListenerType)
+		if got := names(unpack(t, lds, func() *listener.Listener { return &listener.Listener{} })); !slices.Equal(got, []string{target}) {
+			t.Fatalf("stream for %s got listeners %v", target, got)
+		}
+		c.ack(lds, []string{target})
+		clients = append(clients, c)
+	}
+	s.Update(mesh(2, 2*time.Second))
+	for i, c := range clients {
+		lds := c.recv(resource.ListenerType)
+		if !strings.HasPrefix(lds.GetVersionInfo(), "2-") || len(lds.GetResources()) != 1 {
+			t.Fatalf("stream for %s after the push: version %q, %d listeners", targets[i], lds.GetVersionInfo(), len(lds.GetResources()))
+		}
+		c.ack(lds, []string{targets[i]})
+	}
+	var ids []string
+	for _, st := range s.Status() {
+		ids = append(ids, st.ID)
+	}
+	if len(ids) != 2 || ids[0] != "grpc-app" || !strings.HasPrefix(ids[1], "grpc-app/stream-") {
+		t.Fatalf("nodes %v, want grpc-app and grpc-app/stream-<n>", ids)
+	}
+	clients[1].cancel()
+	eventually(t, "the second stream's node to go", func() bool { return len(s.Status()) == 1 })
+	if st := statusOf(s, "grpc-app"); !st.Connected {
+		t.Errorf("grpc-app: %+v, want still connected", st)
+	}
+}

@@ -372,3 +372,10 @@ func (snap wireSnapshot) deltaResponse(req *discovery.DeltaDiscoveryRequest, sub
 	}
 	return &cachev3.DeltaPassthroughResponse{DeltaRequest: req, NextVersionMap: next, DeltaDiscoveryResponse: out}
 }
+
+// forget drops a node the server no longer serves (a closed stream's alias).
+func (c *wireCache) forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.nodes, id)
+}
