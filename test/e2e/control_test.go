@@ -391,3 +391,67 @@ func poll(d time.Duration, cond func() bool) bool {
 	}
 	return true
 }
+
+// TestUpWorkloadEntry: skein up reads WorkloadEntries too: a mesh workload's sidecar
+// reaches a process skein up does not run (an echo server of this test) through the
+// Service that selects its WorkloadEntry, mixed with a replica skein up runs.
+func TestUpWorkloadEntry(t *testing.T) {
+	port := startEchoBackend(t, "legacy-vm")
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "mesh.yaml"), fmt.Sprintf(`apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata: {name: client, labels: {app: client}}
+spec: {command: ["skein", "echo"]}
+---
+apiVersion: skein.dev/v1alpha1
+kind: Workload
+metadata: {name: legacy-new, labels: {app: legacy, version: new}}
+spec:
+  command: ["skein", "echo"]
+  ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: legacy}
+spec:
+  selector: {app: legacy}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: legacy-vm}
+spec:
+  address: 127.0.0.1
+  ports: {http: %d}
+  labels: {app: legacy, version: vm}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: legacy}
+spec:
+  host: legacy
+  subsets:
+  - {name: vm, labels: {version: vm}}
+  - {name: new, labels: {version: new}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: legacy}
+spec:
+  hosts: [legacy]
+  http:
+  - match: [{headers: {x-vm: {exact: "true"}}}]
+    route: [{destination: {host: legacy, subset: vm}}]
+  - route: [{destination: {host: legacy}}]
+`, port))
+	m := startMesh(t, dir)
+	vm := m.call("client", "http://legacy:8080/", "-n", "20", "-H", "x-vm: true")
+	if vm.Backends["legacy-vm"] != 20 {
+		t.Errorf("x-vm: true: %+v, want the WorkloadEntry's server only\n%s", vm, m.logs())
+	}
+	both := m.call("client", "http://legacy:8080/", "-n", "200", "-c", "4")
+	// Round robin over the WorkloadEntry and the replica: about 100 each.
+	if both.Backends["legacy-vm"] < 50 || both.Backends["legacy-new"] < 50 || both.Backends["legacy-vm"]+both.Backends["legacy-new"] != 200 {
+		t.Errorf("legacy over its WorkloadEntry and its replica: %+v, want both", both)
+	}
+}
