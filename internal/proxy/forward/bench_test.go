@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,16 +15,17 @@ import (
 	"skein.dev/skein/internal/proxy/xdsclient"
 )
 
-// BenchmarkRewrite: the header handling of every forwarded request (X-Forwarded-*,
-// a fresh x-request-id).
+// BenchmarkRewrite: the header handling of every forwarded request (hop-by-hop
+// headers, X-Forwarded-*, a fresh x-request-id), edited in place.
 func BenchmarkRewrite(b *testing.B) {
 	in := httptest.NewRequest("POST", "http://catalog:8080/items", nil)
 	in.Header.Set("User-Agent", "fortio.org/fortio-1.68.2")
 	in.Header.Set("Content-Type", "application/octet-stream")
 	b.ReportAllocs()
 	for b.Loop() {
-		out := in.Clone(in.Context())
-		rewrite(&httputil.ProxyRequest{In: in, Out: out})
+		delete(in.Header, "X-Request-Id")
+		delete(in.Header, "X-Forwarded-Proto")
+		outboundHeaders(in)
 	}
 }
 

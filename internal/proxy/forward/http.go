@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"strconv"
 	"strings"
@@ -69,7 +70,9 @@ type Forwarder struct {
 	tel     *telemetry.Hub
 	tracer  *tracing.Tracer
 	log     *slog.Logger
+	// proxy forwards protocol upgrades; forward (proxy.go) everything else.
 	proxy   *httputil.ReverseProxy
+	buffers bufferPool
 	h1, h2  *http.Transport
 	// h1c carries HTTP/1.1 requests (h1.go); the transports the rest.
 	h1c *h1client.Pool
@@ -106,6 +109,10 @@ type reqState struct {
 	// cors the CORS headers it gets.
 	respHeaders []resource.HeaderMutation
 	cors        http.Header
+	// rw receives 1xx answers while the round trip is in flight (Got1xx, proxy.go);
+	// nil when ReverseProxy forwards them.
+	rw    http.ResponseWriter
+	mu1xx sync.Mutex
 	// target is the h1client target of the attempt in flight (kept here to save an
 	// allocation per attempt).
 	target h1client.Target
@@ -135,9 +142,10 @@ func New(opts Options) *Forwarder {
 	f.h2 = &http.Transport{DialContext: dial, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	f.h2.Protocols = new(http.Protocols)
 	f.h2.Protocols.SetUnencryptedHTTP2(true)
+	f.buffers = newBufferPool()
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
-		BufferPool:     newBufferPool(),
+		BufferPool:     f.buffers,
 		Transport:      roundTripper{f},
 		FlushInterval:  0, // unsized (gRPC, chunked) and event-stream responses still flush per write
 		ErrorHandler:   f.writeError,
@@ -343,8 +351,7 @@ func (f *Forwarder) serveHTTP(listener, chain string, w http.ResponseWriter, r *
 		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
 		defer cancel()
 	}
-	ctx = context.WithValue(ctx, stateKey, st)
-	f.proxy.ServeHTTP(rec, r.WithContext(ctx))
+	f.forward(rec, r, ctx, st)
 }
 
 // writeDirect answers with a status and body the route configuration gives.
@@ -415,7 +422,13 @@ func securityOf(cs *tls.ConnectionState) (streaminfo.SecurityPolicy, string) {
 // modifyResponse runs on the upstream's response headers: the route's header edits
 // and CORS headers, metadata exchange, then the gRPC trailers-only fix.
 func (f *Forwarder) modifyResponse(resp *http.Response) error {
-	if st, ok := resp.Request.Context().Value(stateKey).(*reqState); ok {
+	st, _ := resp.Request.Context().Value(stateKey).(*reqState)
+	return f.applyResponse(resp, st)
+}
+
+// applyResponse is modifyResponse for a known request state.
+func (f *Forwarder) applyResponse(resp *http.Response, st *reqState) error {
+	if st != nil {
 		for _, m := range st.respHeaders {
 			applyHeaders(resp.Header, m)
 		}
@@ -461,6 +474,10 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if st == nil {
 		return nil, ErrNoCluster
 	}
+	return rt.roundTrip(req, st)
+}
+
+func (rt roundTripper) roundTrip(req *http.Request, st *reqState) (*http.Response, error) {
 	c := st.cluster
 	http2 := c.HTTP2 || c.UseDownstreamProtocol && req.ProtoMajor == 2
 	if req.Header.Get("Upgrade") != "" {
@@ -520,6 +537,9 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 			if ep.TLS != nil {
 				tctx = context.WithValue(tctx, tlsClientKey, ep.TLS)
 			}
+			if st.rw != nil {
+				tctx = httptrace.WithClientTrace(tctx, &httptrace.ClientTrace{Got1xxResponse: st.Got1xx})
+			}
 			out = req.WithContext(tctx)
 		}
 		u := *req.URL
@@ -545,6 +565,9 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		var err error
 		if fast {
 			st.target = h1Target(c, ep)
+			if st.rw != nil {
+				st.target.Informational = st
+			}
 			resp, err = rt.f.h1c.RoundTrip(out, &st.target)
 		} else {
 			resp, err = rt.f.pooled(c, transport, http2).RoundTrip(out)
@@ -662,10 +685,15 @@ func (b *doneBody) Close() error {
 // response flag; gRPC callers get a gRPC status in a trailers-only response so their
 // client library reports it.
 func (f *Forwarder) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	st, _ := r.Context().Value(stateKey).(*reqState)
+	f.writeErrorState(w, r, err, st)
+}
+
+// writeErrorState is writeError for a known request state (nil: none yet).
+func (f *Forwarder) writeErrorState(w http.ResponseWriter, r *http.Request, err error, st *reqState) {
 	code, grpcCode := http.StatusServiceUnavailable, 14 // UNAVAILABLE
 	var flag streaminfo.Flags
 	var ce *ConnectError
-	st, _ := r.Context().Value(stateKey).(*reqState)
 	switch {
 	case errors.Is(err, ErrNoRoute):
 		code, grpcCode, flag = http.StatusNotFound, 12, streaminfo.NoRouteFound // UNIMPLEMENTED

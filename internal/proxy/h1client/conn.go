@@ -135,11 +135,12 @@ type exchange struct {
 	keep bool
 	// gotByte: the upstream sent something back.
 	gotByte bool
+	info    Informational
 }
 
 // roundTrip sends req on c and reads the response head. c belongs to the exchange
 // until the response body ends.
-func (c *conn) roundTrip(req *http.Request) (*http.Response, error) {
+func (c *conn) roundTrip(req *http.Request, info Informational) (*http.Response, error) {
 	ctx := req.Context()
 	if err := ctx.Err(); err != nil {
 		closeBody(req)
@@ -148,7 +149,7 @@ func (c *conn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	c.uses++
 	last := c.maxRequests > 0 && c.uses >= c.maxRequests
-	ex := &exchange{c: c, req: req, keep: !last && !req.Close && !hasToken(req.Header["Connection"], "close")}
+	ex := &exchange{c: c, req: req, info: info, keep: !last && !req.Close && !hasToken(req.Header["Connection"], "close")}
 	if ctx.Done() != nil {
 		ex.stop = context.AfterFunc(ctx, c.abortFn)
 	}
@@ -226,11 +227,17 @@ func (ex *exchange) readResponse() (*http.Response, error) {
 			if n >= max1xx {
 				return nil, errors.New("h1client: too many 1xx informational responses")
 			}
-			if n == 0 {
-				trace = httptrace.ContextClientTrace(ex.req.Context())
+			got := ex.info
+			if got == nil {
+				if n == 0 {
+					trace = httptrace.ContextClientTrace(ex.req.Context())
+				}
+				if trace != nil && trace.Got1xxResponse != nil {
+					got = traceInformational{trace}
+				}
 			}
-			if trace != nil && trace.Got1xxResponse != nil {
-				if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
+			if got != nil {
+				if err := got.Got1xx(code, textproto.MIMEHeader(resp.Header)); err != nil {
 					return nil, err
 				}
 				c.lr.n = maxHeaderBytes
@@ -252,6 +259,13 @@ func (ex *exchange) readResponse() (*http.Response, error) {
 		resp.Body = &body{ex: ex, rc: resp.Body}
 		return resp, nil
 	}
+}
+
+// traceInformational hands 1xx answers to a ClientTrace.
+type traceInformational struct{ t *httptrace.ClientTrace }
+
+func (t traceInformational) Got1xx(code int, h textproto.MIMEHeader) error {
+	return t.t.Got1xxResponse(code, h)
 }
 
 func (c *conn) readErr(err error) error {

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/textproto"
 	"sync"
 	"time"
 
@@ -60,6 +61,14 @@ type Target struct {
 	ConnectTimeout time.Duration
 	// Data is passed to the pool's Dial (the caller's TLS settings, say).
 	Data any
+	// Informational receives 1xx answers before the final one; when nil, the
+	// request context's httptrace.ClientTrace Got1xxResponse does.
+	Informational Informational
+}
+
+// Informational receives interim (1xx) responses.
+type Informational interface {
+	Got1xx(code int, header textproto.MIMEHeader) error
 }
 
 // DialFunc opens a connection for a target: TCP, or TLS with the handshake done. Its
@@ -137,7 +146,7 @@ func (p *Pool) RoundTrip(req *http.Request, t *Target) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.roundTrip(req)
+	resp, err := c.roundTrip(req, t.Informational)
 	if err == nil {
 		return resp, nil
 	}
@@ -163,7 +172,7 @@ func (p *Pool) RoundTrip(req *http.Request, t *Target) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.roundTrip(req)
+	return c.roundTrip(req, t.Informational)
 }
 
 // get takes an idle connection of t's key that is still usable, or dials.
