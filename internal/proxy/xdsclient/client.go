@@ -273,16 +273,18 @@ func (c *Client) handle(stream adsStream, resp *discoveryv3.DiscoveryResponse) e
 	st.resources, st.protos = resources, protos
 	c.opts.Logger.Debug("xds ACK", "type", resp.GetTypeUrl(), "version", st.version, "resources", len(resources))
 	c.report(resp.GetTypeUrl(), true)
-	if err := c.send(stream, resp.GetTypeUrl(), nil); err != nil {
-		return err
-	}
+	// Subscribe to what the new resources reference, apply, then ACK: a control plane
+	// that sees the ACK (and anyone waiting on it) may rely on the config being in
+	// force. While a referenced resource is still missing (e.g. LDS arrived, its RDS
+	// not yet) nothing is applied, so nothing new is published either.
 	if err := c.updateSubscriptions(stream, resp.GetTypeUrl()); err != nil {
 		return err
 	}
-	// Emit before publishing, so a status showing a version means it is applied; while
-	// a referenced resource is still missing (e.g. LDS arrived, its RDS not yet) nothing
-	// is applied, so nothing new is published either.
-	if c.maybeEmit() {
+	emitted := c.maybeEmit()
+	if err := c.send(stream, resp.GetTypeUrl(), nil); err != nil {
+		return err
+	}
+	if emitted {
 		c.publishStatus()
 	}
 	return nil
