@@ -35,8 +35,9 @@ import (
 	"skein.dev/skein/internal/xds/translate"
 )
 
-// cpuProfile is the -cpuprofile flag, passed on to the server process.
-var cpuProfile string
+// cpuProfile and memProfile are the -cpuprofile and -memprofile flags, passed on to
+// the server process.
+var cpuProfile, memProfile string
 
 func main() {
 	role := flag.String("role", "", "internal: server or clients")
@@ -50,6 +51,7 @@ func main() {
 	sizes := flag.String("services", "1000,10000", "registry sizes to run")
 	timeout := flag.Duration("timeout", 10*time.Minute, "per-case limit")
 	flag.StringVar(&cpuProfile, "cpuprofile", "", "write the control plane's CPU profile (sync and change) to this file")
+	flag.StringVar(&memProfile, "memprofile", "", "write the control plane's heap profile after the initial sync to this file")
 	flag.Parse()
 	var sc scenario
 	if *scJSON != "" {
@@ -109,7 +111,7 @@ func runCase(sc scenario, timeout time.Duration) (caseResult, error) {
 	raw, _ := json.Marshal(sc)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-role", "server", "-scenario", string(raw), "-timeout", timeout.String(), "-cpuprofile", cpuProfile)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-role", "server", "-scenario", string(raw), "-timeout", timeout.String(), "-cpuprofile", cpuProfile, "-memprofile", memProfile)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -253,6 +255,16 @@ func runServer(sc scenario, timeout time.Duration) error {
 	res.InitialSyncMs = ms(at1.Sub(t0))
 	res.BytesPerProxy = float64(g1.BytesTotal) / float64(sc.Clients)
 	res.HeapMB = heapMB()
+	if memProfile != "" {
+		f, err := os.Create(memProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			return err
+		}
+		f.Close()
+	}
 
 	mesh2 := sc.mesh(2, true)
 	runtime.GC()

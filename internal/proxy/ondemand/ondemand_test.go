@@ -13,13 +13,16 @@ import (
 
 // fakeCP answers Observe: hosts in `known` are in scope.
 type fakeCP struct {
-	calls atomic.Int32
-	known map[string]bool
+	calls   atomic.Int32
+	known   map[string]bool
+	release chan struct{} // when set, calls wait for it
 }
 
 func (f *fakeCP) Invoke(_ context.Context, _ string, args, reply any, _ ...grpc.CallOption) error {
 	f.calls.Add(1)
-	time.Sleep(20 * time.Millisecond) // let concurrent requests pile up
+	if f.release != nil {
+		<-f.release
+	}
 	var in []*structpb.Value
 	for _, v := range args.(*structpb.Struct).GetFields()["hosts"].GetListValue().GetValues() {
 		if f.known[v.GetStringValue()] {
@@ -36,25 +39,30 @@ func (f *fakeCP) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.Ca
 }
 
 func TestAwaitSharesOneCallAndWaitsForConfig(t *testing.T) {
-	cp := &fakeCP{known: map[string]bool{"catalog:8080": true}}
-	c := New(Options{Conn: cp, ProxyID: "p", Hold: 2 * time.Second})
+	cp := &fakeCP{known: map[string]bool{"catalog:8080": true}, release: make(chan struct{})}
+	c := New(Options{Conn: cp, ProxyID: "p", Hold: 5 * time.Second})
 	var applied atomic.Bool
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		applied.Store(true)
-		c.ConfigApplied()
-	}()
-	var wg sync.WaitGroup
+	var wg, started sync.WaitGroup
 	var ok atomic.Int32
 	for range 8 {
 		wg.Add(1)
+		started.Add(1)
 		go func() {
 			defer wg.Done()
+			started.Done()
 			if c.Await(context.Background(), "catalog:8080", applied.Load) {
 				ok.Add(1)
 			}
 		}()
 	}
+	// The control plane answers once every request is waiting on it; the config
+	// arrives after.
+	started.Wait()
+	time.Sleep(100 * time.Millisecond)
+	close(cp.release)
+	time.Sleep(50 * time.Millisecond)
+	applied.Store(true)
+	c.ConfigApplied()
 	wg.Wait()
 	if ok.Load() != 8 || cp.calls.Load() != 1 {
 		t.Fatalf("%d of 8 requests routed with %d calls to the control plane, want 8 with 1", ok.Load(), cp.calls.Load())

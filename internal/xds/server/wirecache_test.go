@@ -13,6 +13,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"skein.dev/skein/internal/model"
 )
 
 // syncAll subscribes as the skein proxy does (CDS, EDS by name, LDS, RDS by name),
@@ -163,5 +165,50 @@ func TestDeltaADS(t *testing.T) {
 	r = recv()
 	if r.GetTypeUrl() != resource.ClusterType || len(r.GetRemovedResources()) != 1 || r.GetRemovedResources()[0] != eds {
 		t.Fatalf("after removing the service got %s removed %v, want CDS removing %s", shortType(r.GetTypeUrl()), r.GetRemovedResources(), eds)
+	}
+}
+
+// TestNewClusterNamedEndpoints: a push that adds a cluster holds the EDS answer until
+// the request names the new assignment too (ADS), then answers it with both; an ACK
+// of that answer is not answered again.
+func TestNewClusterNamedEndpoints(t *testing.T) {
+	s, addr := startServer(t, Options{Debounce: 5 * time.Millisecond})
+	s.Update(testMesh(1, 1))
+	c := dialADS(t, addr, proxyNode(t, frontendProxy()))
+	_, edsNames, _ := c.syncAll()
+
+	m := testMesh(2, 1)
+	m.Services = append(m.Services, &model.Service{
+		NamespacedName: model.NamespacedName{Namespace: "default", Name: "inventory"}, Selector: map[string]string{"app": "inventory"},
+		Ports: []model.ServicePort{{Name: "http", Port: 80, TargetPort: 8080, Protocol: model.ProtocolHTTP}},
+	})
+	m.Endpoints = append(m.Endpoints, model.Endpoint{Workload: model.NamespacedName{Namespace: "default", Name: "inventory-v1"},
+		Labels: map[string]string{"app": "inventory"}, Address: "127.0.0.1", Port: 16500, TargetPort: 8080, Healthy: true})
+	s.Update(m)
+	cds := c.recv(resource.ClusterType)
+	if n := len(cds.GetResources()); n != 3 {
+		t.Fatalf("CDS after adding a service has %d clusters, want 3", n)
+	}
+	c.ack(cds, nil)
+	// The EDS watch (old names) was not answered: the next EDS response is the one for
+	// the request naming both assignments.
+	both := append(append([]string(nil), edsNames...), "outbound|80||inventory.default.svc.cluster.local")
+	c.send(resource.EndpointType, both, statusOf(s, "frontend-0.default").Acked["EDS"], "", "")
+	eds := c.recv(resource.EndpointType)
+	if n := len(eds.GetResources()); n != 2 || !strings.HasPrefix(eds.GetVersionInfo(), "2-") {
+		t.Fatalf("EDS: %d assignments at %q, want 2 at generation 2", n, eds.GetVersionInfo())
+	}
+	c.ack(eds, both)
+	// An ACK is not answered: the next response on the stream is the next change.
+	s.Update(testMesh(3, 2))
+	for {
+		r, err := c.stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(r.GetVersionInfo(), "3-") {
+			break
+		}
+		t.Fatalf("got %s %q before generation 3: an ACK was answered", shortType(r.GetTypeUrl()), r.GetVersionInfo())
 	}
 }
