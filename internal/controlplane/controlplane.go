@@ -75,6 +75,8 @@ type ControlPlane struct {
 	pushGen    int64
 	// issued is the last certificate the CA gave each proxy ID, for status.
 	issued map[string]issuedCert
+
+	rotating sync.Mutex // one root rotation step at a time (ca.go)
 }
 
 type issuedCert struct {
@@ -217,8 +219,8 @@ func (cp *ControlPlane) reload() {
 }
 
 // push sends the current config, its WorkloadEntries as the registry and the CA's
-// trust bundle to the xDS server.
-func (cp *ControlPlane) push() {
+// trust bundle to the xDS server, and returns the generation pushed.
+func (cp *ControlPlane) push() int64 {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.pushGen++
@@ -230,6 +232,7 @@ func (cp *ControlPlane) push() {
 	mesh.Security = &model.Security{TrustDomain: cp.ca.TrustDomain().Name(), RootCertsPEM: string(cp.ca.BundlePEM())}
 	mesh.RootNamespace = cp.opts.RootNamespace
 	cp.xds.Update(&mesh)
+	return cp.pushGen
 }
 
 func (cp *ControlPlane) recordIssued(proxyID string, svid *ca.SVID) {

@@ -63,9 +63,9 @@ func startManualProxy(t *testing.T, cp *controlPlane, node model.Proxy, sa strin
 // credential`: catalog v1 and v2 sidecars in front of echo servers (declared to the
 // control plane as WorkloadEntries at the sidecars' inbound ports, labelled
 // tlsMode: istio) and a client sidecar whose HTTP proxy port the test calls through.
-// Calls go over mesh mTLS (the backend sees the client's SPIFFE ID in XFCC); the
-// client sidecar applies the VirtualService (90/10 split, header route) and follows a
-// live edit.
+// Calls go over mesh mTLS (the backend sees the client's SPIFFE ID in XFCC), also
+// across a root rotation (skein ca rotate-root --api); the client sidecar applies the
+// VirtualService (90/10 split, header route) and follows a live edit.
 func TestSidecarsAgainstControl(t *testing.T) {
 	app1, app2 := startEchoBackend(t, "catalog-v1"), startEchoBackend(t, "catalog-v2")
 	in1, in2, outbound := freePort(t), freePort(t), freePort(t)
@@ -206,6 +206,15 @@ spec:
 	}
 	if canary := count(30, "true"); canary["catalog-v2"] != 30 {
 		t.Errorf("x-canary: true: %v, want catalog-v2 only", canary)
+	}
+
+	// Root rotation through skein control: the new root reaches every proxy before it
+	// signs, and mTLS keeps working across it.
+	if out, err := skeinCmd("ca", "rotate-root", "--api", cp.api); err != nil || !strings.Contains(out, "signing") || !strings.Contains(out, "previous") {
+		t.Fatalf("skein ca rotate-root --api: %v\n%s\n%s", err, out, dump())
+	}
+	if after := count(20, ""); after["catalog-v1"]+after["catalog-v2"] != 20 {
+		t.Errorf("after the root rotation: %v", after)
 	}
 
 	// A live edit reaches the running client sidecar.

@@ -41,7 +41,8 @@ func TestScopeInferredFromTrafficUp(t *testing.T) {
 	}
 
 	writeFile(t, file, scopeSidecar(true))
-	deadline := time.Now().Add(20 * time.Second)
+	// The client's sidecar, told inference is off, does not ask again for 10 s.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// Each attempt is a fresh client process: its first request may be the one
 		// that asks for catalog.

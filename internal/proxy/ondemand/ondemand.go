@@ -43,7 +43,13 @@ type Client struct {
 	changed  chan struct{} // closed (and replaced) when a config is applied
 	inflight map[string]*call
 	denied   map[string]time.Time
+	// inactiveUntil: the control plane said this proxy's scope is not inferred; no
+	// host is asked about until then.
+	inactiveUntil time.Time
 }
+
+// maxDenied bounds the negative cache (hosts come from requests).
+const maxDenied = 1024
 
 type call struct {
 	done chan struct{}
@@ -76,7 +82,7 @@ func (c *Client) Await(ctx context.Context, host string, found func() bool) bool
 	host = strings.ToLower(host)
 	deadline := time.Now().Add(c.opts.Hold)
 	c.mu.Lock()
-	if until, ok := c.denied[host]; ok && time.Now().Before(until) {
+	if until, ok := c.denied[host]; (ok && time.Now().Before(until)) || time.Now().Before(c.inactiveUntil) {
 		c.mu.Unlock()
 		return false
 	}
@@ -94,7 +100,7 @@ func (c *Client) Await(ctx context.Context, host string, found func() bool) bool
 		c.mu.Lock()
 		delete(c.inflight, host)
 		if !cl.ok {
-			c.denied[host] = time.Now().Add(deniedFor)
+			c.deny(host)
 		}
 		c.mu.Unlock()
 		close(cl.done)
@@ -127,6 +133,22 @@ func (c *Client) Await(ctx context.Context, host string, found func() bool) bool
 	}
 }
 
+// deny remembers a host the control plane did not add. Callers hold mu.
+func (c *Client) deny(host string) {
+	now := time.Now()
+	if len(c.denied) >= maxDenied {
+		for h, until := range c.denied {
+			if now.After(until) {
+				delete(c.denied, h)
+			}
+		}
+		if len(c.denied) >= maxDenied {
+			clear(c.denied)
+		}
+	}
+	c.denied[host] = now.Add(deniedFor)
+}
+
 // ask tells the control plane the proxy needs host; true when it is now in scope.
 func (c *Client) ask(ctx context.Context, host string, deadline time.Time) bool {
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
@@ -137,6 +159,11 @@ func (c *Client) ask(ctx context.Context, host string, deadline time.Time) bool 
 		return false
 	}
 	c.active.Store(active)
+	if !active {
+		c.mu.Lock()
+		c.inactiveUntil = time.Now().Add(deniedFor)
+		c.mu.Unlock()
+	}
 	if len(inScope) == 0 {
 		c.opts.Logger.Debug("unknown host is not a mesh service in scope", "host", host, "active", active)
 		return false

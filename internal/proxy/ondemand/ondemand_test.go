@@ -80,3 +80,26 @@ func TestAwaitDeniedHostIsNotAskedAgain(t *testing.T) {
 		t.Fatalf("%d calls for a denied host, want 1", n)
 	}
 }
+
+// fakeInactive answers that the proxy's scope is not inferred.
+type fakeInactive struct{ fakeCP }
+
+func (f *fakeInactive) Invoke(_ context.Context, _ string, _, reply any, _ ...grpc.CallOption) error {
+	f.calls.Add(1)
+	reply.(*structpb.Struct).Fields = map[string]*structpb.Value{"active": structpb.NewBoolValue(false)}
+	return nil
+}
+
+func TestAwaitInactiveStopsAsking(t *testing.T) {
+	cp := &fakeInactive{}
+	c := New(Options{Conn: cp, ProxyID: "p", Hold: time.Second})
+	never := func() bool { return false }
+	for _, h := range []string{"a:1", "b:1", "c:1"} {
+		if c.Await(context.Background(), h, never) {
+			t.Fatal("routed without inference")
+		}
+	}
+	if n := cp.calls.Load(); n != 1 {
+		t.Fatalf("%d calls while the control plane says inference is off, want 1", n)
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"skein.dev/skein/internal/api"
 	"skein.dev/skein/internal/ca"
+	"skein.dev/skein/internal/ca/castatus"
 	"skein.dev/skein/internal/ca/workloadapi"
 	"skein.dev/skein/internal/model"
 )
@@ -205,29 +206,7 @@ func (s *security) bundleChanged() {
 	}
 }
 
-func (s *security) status() api.CAStatus {
-	st := api.CAStatus{
-		TrustDomain:             s.ca.TrustDomain().Name(),
-		Plugin:                  s.ca.Plugin(),
-		PreviousRootsValidUntil: s.ca.PreviousRootsValidUntil(),
-		WorkloadTTL:             s.ca.WorkloadTTL().String(),
-	}
-	signing := s.ca.SigningCert()
-	prepared := s.ca.PreparedRoot()
-	for _, c := range s.ca.Bundle() {
-		role := "previous"
-		switch {
-		case s.ca.Plugin():
-			role = "trusted" // roots of the plugged-in intermediate
-		case c.Equal(signing):
-			role = "signing"
-		case prepared != nil && c.Equal(prepared):
-			role = "prepared"
-		}
-		st.Roots = append(st.Roots, api.CARoot{Serial: c.SerialNumber.Text(16), Subject: c.Subject.String(), NotAfter: c.NotAfter, Role: role})
-	}
-	return st
-}
+func (s *security) status() api.CAStatus { return castatus.Of(s.ca) }
 
 // CAStatus implements api.CABackend.
 func (m *Mesh) CAStatus() api.CAStatus { return m.sec.status() }

@@ -179,7 +179,8 @@ func Run(ctx context.Context, opts Options) error {
 	if m.sec, err = newSecurity(opts, opts.Logger); err != nil {
 		return fmt.Errorf("certificate authority: %w", err)
 	}
-	m.xds = server.New(server.Options{Logger: opts.Logger.With("component", "xds"), Register: m.sec.register})
+	m.xds = server.New(server.Options{Logger: opts.Logger.With("component", "xds"), Register: m.sec.register,
+		ObservedFile: filepath.Join(opts.StateDir, "observed-scope.json")})
 	if opts.OnServer != nil {
 		opts.OnServer(m.xds)
 	}

@@ -18,8 +18,8 @@ import (
 // workload, the service hosts its proxies asked for on demand (a request for a host
 // their config lacks) or reported using, each with its last-used time. They are added
 // to the workload's scope (model.Proxy.ObservedHosts) until unused for the Sidecar's
-// TTL. The set lives in the control plane's memory: after a restart it refills on
-// demand.
+// TTL. With Options.ObservedFile it is saved there (observed_store.go); otherwise
+// after a restart it refills on demand.
 
 // maxObservedHosts bounds one workload's set: hosts come from the proxies.
 const maxObservedHosts = 1000
@@ -99,6 +99,9 @@ func (s *Server) Observe(proxyID string, hosts []string) (ObserveResult, error) 
 	var ids []string
 	if changed {
 		ids = s.workloadNodesLocked(map[model.NamespacedName]bool{proxy.Workload: true})
+		s.saveObservedLocked()
+	} else if len(res.Hosts) > 0 {
+		s.observedDirty = true // new last-used times: saved with the next sweep
 	}
 	s.mu.Unlock()
 	for _, id := range ids {
@@ -129,6 +132,9 @@ func (s *Server) expireObserved() {
 		}
 	}
 	ids := s.workloadNodesLocked(affected)
+	if len(affected) > 0 || s.observedDirty {
+		s.saveObservedLocked()
+	}
 	s.mu.Unlock()
 	for _, id := range ids {
 		_ = s.pushNodeLocked(id)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,5 +83,39 @@ func TestObservedScope(t *testing.T) {
 	}
 	if _, err := s.Observe("nobody", []string{"catalog"}); err == nil {
 		t.Error("Observe from an unknown proxy succeeded")
+	}
+}
+
+// TestObservedScopeSurvivesRestart: with ObservedFile, a new server starts with the
+// hosts the previous one had inferred.
+func TestObservedScopeSurvivesRestart(t *testing.T) {
+	file := t.TempDir() + "/observed-scope.json"
+	s, addr := startServer(t, Options{Debounce: 5 * time.Millisecond, ObservedFile: file})
+	m := testMesh(1, 1)
+	m.Sidecars = []*model.Sidecar{{NamespacedName: model.NamespacedName{Namespace: "default", Name: "frontend"},
+		WorkloadSelector: map[string]string{"app": "frontend"}, EgressHosts: []string{"~/*"},
+		InferFromTraffic: true, InferredTTL: time.Hour}}
+	s.Update(m)
+	p := frontendProxy()
+	c := dialADS(t, addr, proxyNode(t, p))
+	c.send("type.googleapis.com/envoy.config.cluster.v3.Cluster", nil, "", "", "")
+	c.recv("type.googleapis.com/envoy.config.cluster.v3.Cluster")
+	if _, err := s.Observe(p.ID, []string{"catalog"}); err != nil {
+		t.Fatal(err)
+	}
+
+	s2, addr2 := startServer(t, Options{Debounce: 5 * time.Millisecond, ObservedFile: file})
+	s2.Update(m)
+	c2 := dialADS(t, addr2, proxyNode(t, p))
+	c2.send("type.googleapis.com/envoy.config.cluster.v3.Cluster", nil, "", "", "")
+	cds := c2.recv("type.googleapis.com/envoy.config.cluster.v3.Cluster")
+	found := false
+	for _, a := range cds.GetResources() {
+		if strings.Contains(string(a.GetValue()), "outbound|80||"+catalogHost) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("after a restart with the same ObservedFile, the proxy's clusters lack catalog")
 	}
 }

@@ -51,6 +51,8 @@ type Options struct {
 	// Register, optional, adds more services to the gRPC server Serve runs (the CA's
 	// CSR service shares it with xDS).
 	Register func(grpc.ServiceRegistrar)
+	// ObservedFile, optional, keeps the scope inferred from traffic across restarts.
+	ObservedFile string
 }
 
 // ProxyStatus is what the control plane knows about one node.
@@ -113,8 +115,11 @@ type Server struct {
 	pushedGeneration int64
 	// appliedGeneration is set once every node's snapshot for it is set.
 	appliedGeneration int64
-	// observed: per workload, the hosts its proxies were seen using (observed.go).
-	observed map[model.NamespacedName]map[string]observedHost
+	// observed: per workload, the hosts its proxies were seen using (observed.go),
+	// saved to observedFile when set (dirty: last-used times not saved yet).
+	observed      map[model.NamespacedName]map[string]observedHost
+	observedFile  string
+	observedDirty bool
 }
 
 type nodeState struct {
@@ -174,6 +179,13 @@ func New(opts Options) *Server {
 		streams:  map[streamKey]*streamState{},
 	}
 	s.metrics = newMetrics(s)
+	if opts.ObservedFile != "" {
+		s.observedFile = opts.ObservedFile
+		var err error
+		if s.observed, err = loadObserved(opts.ObservedFile); err != nil {
+			s.log.Warn("inferred scope not restored", "err", err)
+		}
+	}
 	s.cache = newWireCache(opts.Logger)
 	// The handlers' context only bounds the handlers' own goroutines; streams end when
 	// the gRPC server stops.
