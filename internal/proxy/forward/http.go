@@ -591,23 +591,7 @@ func (rt roundTripper) roundTrip(req *http.Request, st *reqState) (*http.Respons
 			retrySlot = nil
 		}
 		tried = append(tried, ep)
-		finish := func() (*http.Response, error) {
-			if err != nil {
-				done()
-				cancel()
-				release()
-				return nil, err
-			}
-			end := func() { done(); cancel(); release() }
-			if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
-				// An upgraded connection (WebSocket): ReverseProxy copies both ways
-				// through the body, so it must stay writable.
-				resp.Body = &doneUpgradedBody{ReadWriteCloser: rw, done: end}
-				return resp, nil
-			}
-			resp.Body = &doneBody{ReadCloser: resp.Body, done: end}
-			return resp, nil
-		}
+		finish := func() (*http.Response, error) { return finishAttempt(resp, err, done, cancel, release) }
 		if req.Context().Err() != nil || !retryable(policy, resp, err, perTry) {
 			return finish()
 		}
@@ -656,6 +640,26 @@ func (rt roundTripper) roundTrip(req *http.Request, st *reqState) (*http.Respons
 	}
 }
 
+// finishAttempt hands the last attempt's outcome back: on an error it ends the
+// endpoint's active request, the attempt's context and the circuit-breaker slot at
+// once; with a response, when its body is closed.
+func finishAttempt(resp *http.Response, err error, done, cancel, release func()) (*http.Response, error) {
+	if err != nil {
+		done()
+		cancel()
+		release()
+		return nil, err
+	}
+	if rw, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		// An upgraded connection (WebSocket): ReverseProxy copies both ways through
+		// the body, so it must stay writable.
+		resp.Body = &doneUpgradedBody{ReadWriteCloser: rw, done: func() { done(); cancel(); release() }}
+		return resp, nil
+	}
+	resp.Body = &doneBody{ReadCloser: resp.Body, done: done, cancel: cancel, release: release}
+	return resp, nil
+}
+
 // doneUpgradedBody is doneBody for the connection of a 101 Switching Protocols answer.
 type doneUpgradedBody struct {
 	io.ReadWriteCloser
@@ -669,15 +673,19 @@ func (b *doneUpgradedBody) Close() error {
 	return err
 }
 
-// doneBody ends the endpoint's active-request count when the response is consumed.
+// doneBody ends the endpoint's active-request count, the attempt's context and the
+// circuit-breaker slot when the response is consumed (three funcs rather than one
+// closure over them: one allocation less per request).
 type doneBody struct {
 	io.ReadCloser
-	done func()
+	done, cancel, release func()
 }
 
 func (b *doneBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.done()
+	b.cancel()
+	b.release()
 	return err
 }
 

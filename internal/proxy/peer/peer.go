@@ -9,11 +9,13 @@ import (
 	"context"
 	"crypto/x509"
 	"strings"
+	"sync"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
-// Info describes a downstream connection. It is immutable once attached.
+// Info describes a downstream connection. It is immutable once attached (but for
+// its memo of derived values).
 type Info struct {
 	// TLS is true when the proxy terminated TLS on the connection.
 	TLS bool
@@ -32,6 +34,27 @@ type Info struct {
 	LocalID spiffeid.ID
 	// RemoteAddr is the peer's address (host:port).
 	RemoteAddr string
+
+	// memo holds strings derived from the fields above (Memo).
+	memoMu sync.Mutex
+	memo   map[uint64]string
+}
+
+// Memo returns compute's result for key, computed once per connection: values derived
+// from the peer's certificate (the x-forwarded-client-cert element, with its SHA-256)
+// are the same for every request on the connection.
+func (i *Info) Memo(key uint64, compute func() string) string {
+	i.memoMu.Lock()
+	defer i.memoMu.Unlock()
+	if v, ok := i.memo[key]; ok {
+		return v
+	}
+	v := compute()
+	if i.memo == nil {
+		i.memo = map[uint64]string{}
+	}
+	i.memo[key] = v
+	return v
 }
 
 // Principal returns the peer identity in Istio's principal form, the SPIFFE ID
