@@ -3,8 +3,6 @@ package controlplane
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
 	"time"
 
 	"skein.dev/skein/internal/api"
@@ -30,7 +28,7 @@ func (cp *ControlPlane) RotateRoot(ctx context.Context) (api.CAStatus, error) {
 	if err := cp.ca.PrepareRootRotation(); err != nil {
 		return cp.CAStatus(), err
 	}
-	if err := cp.waitAcked(ctx, cp.push()); err != nil {
+	if err := cp.xds.WaitAcked(ctx, cp.push()); err != nil {
 		return cp.CAStatus(), fmt.Errorf("the new bundle did not reach every proxy, so the root was not switched (it stays trusted; run rotate-root again): %w", err)
 	}
 	if err := cp.ca.RotateRoot(); err != nil {
@@ -54,31 +52,4 @@ func (cp *ControlPlane) DropPreviousRoots(force bool) (api.CAStatus, error) {
 	}
 	cp.push()
 	return cp.CAStatus(), nil
-}
-
-// waitAcked waits until snapshots of generation gen are set for every node and every
-// connected proxy (not proxyless clients, which hold no bundle) ACKed its newest one.
-func (cp *ControlPlane) waitAcked(ctx context.Context, gen int64) error {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		var pending []string
-		if cp.xds.AppliedGeneration() < gen {
-			pending = append(pending, "control plane push")
-		}
-		for _, p := range cp.xds.Status() {
-			if p.Connected && p.Proxy != nil && !p.InSync {
-				pending = append(pending, p.ID)
-			}
-		}
-		if len(pending) == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			sort.Strings(pending)
-			return fmt.Errorf("waiting for %s: %w", strings.Join(pending, ", "), ctx.Err())
-		case <-t.C:
-		}
-	}
 }

@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -227,7 +225,7 @@ func (m *Mesh) RotateRoot(ctx context.Context) (api.CAStatus, error) {
 	}
 	gen := m.push()
 	s.bundleChanged()
-	if err := m.waitAcked(ctx, gen); err != nil {
+	if err := m.xds.WaitAcked(ctx, gen); err != nil {
 		return s.status(), fmt.Errorf("the new bundle did not reach every proxy, so the root was not switched (it stays trusted; run rotate-root again): %w", err)
 	}
 	if err := s.ca.RotateRoot(); err != nil {
@@ -254,33 +252,6 @@ func (m *Mesh) DropPreviousRoots(force bool) (api.CAStatus, error) {
 	m.push()
 	s.bundleChanged()
 	return s.status(), nil
-}
-
-// waitAcked waits until the control plane has set snapshots of generation gen for
-// every node and every connected proxy has ACKed its newest one.
-func (m *Mesh) waitAcked(ctx context.Context, gen int64) error {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		var pending []string
-		if m.xds.AppliedGeneration() < gen {
-			pending = append(pending, "control plane push")
-		}
-		for _, p := range m.xds.Status() {
-			if p.Connected && p.Proxy != nil && !p.InSync {
-				pending = append(pending, p.ID)
-			}
-		}
-		if len(pending) == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			sort.Strings(pending)
-			return fmt.Errorf("waiting for %s: %w", strings.Join(pending, ", "), ctx.Err())
-		case <-t.C:
-		}
-	}
 }
 
 var _ api.CABackend = (*Mesh)(nil)
