@@ -198,13 +198,7 @@ func (cp *ControlPlane) reload() {
 		cp.cfgErrors, cp.cfgErrorAt = lines, time.Now()
 		cp.mu.Unlock()
 		cp.xds.ConfigRejected()
-		for _, l := range lines {
-			cp.log.Error("config rejected; the previous config keeps serving", "error", l)
-		}
-		fmt.Fprintf(cp.opts.Out, "config rejected (previous config keeps serving):\n")
-		for _, l := range lines {
-			fmt.Fprintf(cp.opts.Out, "  %s\n", l)
-		}
+		watch.ReportRejected(cp.log, cp.opts.Out, lines)
 		return
 	}
 	cp.mu.Lock()

@@ -6,6 +6,8 @@ package watch
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -83,4 +85,16 @@ func ErrorLines(err error) []string {
 		return out
 	}
 	return []string{err.Error()}
+}
+
+// ReportRejected tells the log and the user's terminal that an edit was rejected and
+// the previous config keeps serving, one line per problem.
+func ReportRejected(logger *slog.Logger, out io.Writer, lines []string) {
+	for _, l := range lines {
+		logger.Error("config rejected; the previous config keeps serving", "error", l)
+	}
+	fmt.Fprintf(out, "config rejected (previous config keeps serving):\n")
+	for _, l := range lines {
+		fmt.Fprintf(out, "  %s\n", l)
+	}
 }

@@ -272,13 +272,7 @@ func (m *Mesh) reload(ctx context.Context) {
 		m.cfgErrors, m.cfgErrorAt = lines, time.Now()
 		m.mu.Unlock()
 		m.xds.ConfigRejected()
-		for _, l := range lines {
-			m.logger.Error("config rejected; the previous config keeps serving", "error", l)
-		}
-		fmt.Fprintf(m.opts.Out, "config rejected (previous config keeps serving):\n")
-		for _, l := range lines {
-			fmt.Fprintf(m.opts.Out, "  %s\n", l)
-		}
+		watch.ReportRejected(m.logger, m.opts.Out, lines)
 		return
 	}
 	m.mu.Lock()
